@@ -1,0 +1,3 @@
+from tinygrad_sm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The registry of op cases: op, input shapes, value domain. It drives the parametrised op tests, the
+gradient-check command's built-in suite and the benchmarks, so a new op is added here once and checked
+everywhere (minitorch's idea)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinygrad_sm import functional as F
+
+DOMAINS = ("real", "positive", "nonzero", "distinct")
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """`fn(*tensors)` exercises the Function named `op` on inputs of `shapes`, drawn from `domains`.
+
+    Domains: "real" (standard normal), "positive" (log, a pow base), "nonzero" (a divisor, relu away
+    from its kink), "distinct" (max without ties).
+    """
+
+    name: str
+    op: str
+    fn: Callable
+    shapes: tuple
+    domains: tuple = ()
+
+    def inputs(self, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        domains = self.domains or ("real",) * len(self.shapes)
+        return [_draw(rng, shape, domain).astype(dtype) for shape, domain in zip(self.shapes, domains)]
+
+
+def _draw(rng, shape, domain):
+    if domain == "real":
+        return rng.standard_normal(shape)
+    if domain == "positive":
+        return rng.uniform(0.5, 2.0, shape)
+    if domain == "nonzero":
+        return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
+    if domain == "distinct":
+        count = int(np.prod(shape))
+        return (rng.permutation(count) * 0.25 + rng.uniform(0, 0.05, count)).reshape(shape) - count * 0.125
+    raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+
+
+_LABELS = np.array([0, 2, 1, 2])
+_SOFT_TARGETS = np.random.default_rng(7).dirichlet(np.ones(3), size=4)
+_BINARY_TARGETS = np.array([0.0, 1.0, 1.0, 0.0, 0.3])
+
+OP_CASES = (
+    OpCase("add (broadcast)", "Add", lambda a, b: a + b, ((3, 1, 4), (2, 4))),
+    OpCase("sub (broadcast)", "Sub", lambda a, b: a - b, ((2, 3), (3,))),
+    OpCase("mul (broadcast)", "Mul", lambda a, b: a * b, ((4, 1), (1, 5))),
+    OpCase("div (broadcast)", "Div", lambda a, b: a / b, ((2, 3), (2, 1)), ("real", "nonzero")),
+    OpCase("pow (scalar exponent)", "Pow", lambda a: a**3, ((3, 4),)),
+    OpCase("pow (tensor exponent)", "Pow", lambda a, b: a**b, ((2, 3), (3,)), ("positive", "real")),
+    OpCase("neg", "Neg", lambda a: -a, ((3, 2),)),
+    OpCase("matmul 2-D", "MatMul", lambda a, b: a @ b, ((3, 4), (4, 5))),
+    OpCase("matmul 1-D @ 2-D", "MatMul", lambda a, b: a @ b, ((4,), (4, 3))),
+    OpCase("matmul 2-D @ 1-D", "MatMul", lambda a, b: a @ b, ((3, 4), (4,))),
+    OpCase("matmul 1-D @ 1-D", "MatMul", lambda a, b: a @ b, ((4,), (4,))),
+    OpCase("matmul batched (broadcast)", "MatMul", lambda a, b: a @ b, ((2, 3, 4), (1, 4, 2))),
+    OpCase("exp", "Exp", lambda a: a.exp(), ((3, 4),)),
+    OpCase("log", "Log", lambda a: a.log(), ((3, 4),), ("positive",)),
+    OpCase("tanh", "Tanh", lambda a: a.tanh(), ((3, 4),)),
+    OpCase("sigmoid", "Sigmoid", lambda a: a.sigmoid(), ((3, 4),)),
+    OpCase("relu", "Relu", lambda a: a.relu(), ((3, 4),), ("nonzero",)),
+    OpCase("sum (all)", "Sum", lambda a: a.sum(), ((3, 4),)),
+    OpCase("sum (axis 1, keepdims)", "Sum", lambda a: a.sum(axis=1, keepdims=True), ((3, 4),)),
+    OpCase("sum (axes 0 and 2)", "Sum", lambda a: a.sum(axis=(0, 2)), ((2, 3, 4),)),
+    OpCase("mean (all)", "Mean", lambda a: a.mean(), ((3, 4),)),
+    OpCase("mean (axis -1)", "Mean", lambda a: a.mean(axis=-1), ((2, 3, 4),)),
+    OpCase("max (all)", "Max", lambda a: a.max(), ((3, 4),), ("distinct",)),
+    OpCase("max (axis 0, keepdims)", "Max", lambda a: a.max(axis=0, keepdims=True), ((3, 4),), ("distinct",)),
+    OpCase("reshape", "Reshape", lambda a: a.reshape(4, 3), ((2, 6),)),
+    OpCase("transpose (axes)", "Transpose", lambda a: a.transpose(2, 0, 1), ((2, 3, 4),)),
+    OpCase("transpose (.T)", "Transpose", lambda a: a.T, ((3, 4),)),
+    OpCase("getitem (slices)", "GetItem", lambda a: a[1:, ::2], ((3, 4),)),
+    OpCase("getitem (repeated indices)", "GetItem", lambda a: a[[0, 2, 0, 0]], ((3, 4),)),
+    OpCase("getitem (boolean mask)", "GetItem", lambda a: a[a.data > 0], ((3, 4),)),
+    OpCase("softmax (axis -1)", "Softmax", lambda a: a.softmax(axis=-1), ((3, 4),)),
+    OpCase("softmax (axis 0)", "Softmax", lambda a: a.softmax(axis=0), ((3, 4),)),
+    OpCase("log_softmax", "LogSoftmax", lambda a: a.log_softmax(axis=-1), ((3, 4),)),
+    OpCase("logsumexp", "LogSumExp", lambda a: a.logsumexp(axis=1), ((3, 4),)),
+    OpCase("softmax_cross_entropy (labels)", "SoftmaxCrossEntropy",
+           lambda z: F.softmax_cross_entropy(z, _LABELS), ((4, 3),)),
+    OpCase("softmax_cross_entropy (soft targets)", "SoftmaxCrossEntropy",
+           lambda z: F.softmax_cross_entropy(z, _SOFT_TARGETS), ((4, 3),)),
+    OpCase("softmax_cross_entropy (sum)", "SoftmaxCrossEntropy",
+           lambda z: F.softmax_cross_entropy(z, _LABELS, reduction="sum"), ((4, 3),)),
+    OpCase("softmax_cross_entropy (none)", "SoftmaxCrossEntropy",
+           lambda z: F.softmax_cross_entropy(z, _LABELS, reduction="none"), ((4, 3),)),
+    OpCase("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogits",
+           lambda z: F.binary_cross_entropy_with_logits(z, _BINARY_TARGETS), ((5,),)),
+)

@@ -1,0 +1,162 @@
+"""Modules: parameters found by walking attributes, layers, and the two linear classifiers of the softmax story."""
+
+import numpy as np
+
+from tinygrad_sm import functional as F
+from tinygrad_sm.tensor import Tensor, settings
+
+_default_rng = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Seed the generator every layer draws its initial weights from (when no `rng` is given)."""
+    global _default_rng
+    _default_rng = np.random.default_rng(seed)
+
+
+def _generator(rng):
+    if rng is None:
+        return _default_rng
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+class Module:
+    """Base of every layer and model: `__call__` runs `forward`; parameters are the attributes (and
+    the items of list attributes) that are Tensors requiring a gradient, in the order they were set."""
+
+    training = True
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *inputs, **kwargs):
+        settings.module_stack.append(self)
+        try:
+            return self.forward(*inputs, **kwargs)
+        finally:
+            settings.module_stack.pop()
+
+    def _named_members(self):
+        for name, value in vars(self).items():
+            if isinstance(value, (list, tuple)):
+                for index, item in enumerate(value):
+                    yield f"{name}.{index}", item
+            else:
+                yield name, value
+
+    def named_modules(self, prefix=""):
+        """(dotted path, module) for this module ("" for itself) and every module inside it."""
+        yield prefix, self
+        for name, value in self._named_members():
+            if isinstance(value, Module):
+                yield from value.named_modules(f"{prefix}{name}.")
+
+    def named_parameters(self):
+        """(dotted path, parameter) pairs such as ("layers.0.weight", Tensor)."""
+        for path, module in self.named_modules():
+            for name, value in module._named_members():
+                if isinstance(value, Tensor) and value.requires_grad:
+                    yield path + name, value
+
+    def parameters(self):
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def zero_grad(self):
+        for parameter in self.parameters():
+            parameter.grad = None
+
+    def train(self, mode=True):
+        for _, module in self.named_modules():
+            module.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+
+class Linear(Module):
+    """y = x Wᵀ + b, W of shape (out_features, in_features); PyTorch's init, uniform in ±1/sqrt(in_features)."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        bound = 1 / np.sqrt(in_features)
+        generator = _generator(rng)
+        self.weight = Tensor(
+            generator.uniform(-bound, bound, (out_features, in_features)).astype(dtype), requires_grad=True
+        )
+        self.bias = None
+        if bias:
+            self.bias = Tensor(generator.uniform(-bound, bound, (out_features,)).astype(dtype), requires_grad=True)
+
+    def forward(self, x):
+        out = x @ self.weight.T
+        return out + self.bias if self.bias is not None else out
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return x.relu()
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return x.sigmoid()
+
+
+class Sequential(Module):
+    """Runs its layers in order; their parameters are named `layers.<index>.<name>`."""
+
+    def __init__(self, *layers):
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+class MLP(Sequential):
+    """Linear layers of the given sizes with an activation between them (none after the last)."""
+
+    def __init__(self, sizes, activation="relu", rng=None, dtype=np.float32):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if len(sizes) < 2:
+            raise ValueError(f"MLP: sizes needs at least an input and an output size, got {sizes}")
+        generator = _generator(rng)
+        layers = []
+        for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Linear(n_in, n_out, rng=generator, dtype=dtype))
+            if index < len(sizes) - 2:
+                layers.append(ACTIVATIONS[activation]())
+        super().__init__(*layers)
+
+
+class SoftmaxRegression(Linear):
+    """Logits z = W x + b with W (n_classes, n_features); p(y = k | x) = softmax(z)_k."""
+
+    def __init__(self, n_features, n_classes, rng=None, dtype=np.float32):
+        super().__init__(n_features, n_classes, rng=rng, dtype=dtype)
+
+    def predict_proba(self, x):
+        return F.softmax(self(x), axis=-1)
+
+
+class LogisticRegression(Linear):
+    """Logit z = w·x + b with weight (1, n_features), returned with shape (N,); p(y = 1 | x) = σ(z)."""
+
+    def __init__(self, n_features, rng=None, dtype=np.float32):
+        super().__init__(n_features, 1, rng=rng, dtype=dtype)
+
+    def forward(self, x):
+        return super().forward(x).reshape(-1)
+
+    def predict_proba(self, x):
+        return self(x).sigmoid()

@@ -1,0 +1,501 @@
+"""The primitive ops: one small Function each, forward and backward on numpy arrays.
+
+Each docstring gives the derivative in one line of math; `g` is the upstream gradient (grad_output).
+"""
+
+import numpy as np
+
+from tinygrad_sm.function import Function
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` back to `shape`: first the extra leading axes, then (keepdims) every axis of size 1."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    size_one_axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if size_one_axes:
+        grad = grad.sum(axis=size_one_axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def broadcast_shapes(op_name, *shapes):
+    """numpy's broadcast shape, or a ValueError that names the op and both shapes."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = " and ".join(str(s) for s in shapes)
+        raise ValueError(
+            f"{op_name}: shapes {listed} do not broadcast; each trailing axis must match or be 1"
+        ) from None
+
+
+def normalize_axes(axis, ndim):
+    """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    return tuple(sorted(a % max(ndim, 1) for a in axes))
+
+
+def expand_reduced(grad, input_shape, axis, keepdims):
+    """Broadcast the gradient of a reduction over `axis` back to the input's shape."""
+    if not keepdims:
+        grad = np.expand_dims(grad, normalize_axes(axis, len(input_shape)))
+    return np.broadcast_to(grad, input_shape)
+
+
+# ---- elementwise binary ops (numpy broadcasting; backward unbroadcasts) ----
+
+class Add(Function):
+    """d(a + b) = g, g"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        broadcast_shapes("add", a.shape, b.shape)
+        ctx.save_for_backward(a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a_shape, b_shape = ctx.saved_tensors
+        return unbroadcast(grad_output, a_shape), unbroadcast(grad_output, b_shape)
+
+
+class Sub(Function):
+    """d(a - b) = g, -g"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        broadcast_shapes("sub", a.shape, b.shape)
+        ctx.save_for_backward(a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a_shape, b_shape = ctx.saved_tensors
+        grad_b = unbroadcast(-grad_output, b_shape) if ctx.needs_input_grad[1] else None
+        return unbroadcast(grad_output, a_shape), grad_b
+
+
+class Mul(Function):
+    """d(a * b) = g * b, g * a"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        broadcast_shapes("mul", a.shape, b.shape)
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        grad_a = unbroadcast(grad_output * b, a.shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad_output * a, b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Div(Function):
+    """d(a / b) = g / b, -g * a / b²"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        broadcast_shapes("div", a.shape, b.shape)
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        grad_a = unbroadcast(grad_output / b, a.shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(-grad_output * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Pow(Function):
+    """d(a ** b) = g * b * a^(b-1), g * a^b * log(a)   (the second needs a > 0)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        broadcast_shapes("pow", a.shape, b.shape)
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b, out = ctx.saved_tensors
+        grad_a = unbroadcast(grad_output * b * a ** (b - 1), a.shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad_output * out * np.log(a), b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class MatMul(Function):
+    """d(a @ b) = g @ bᵀ, aᵀ @ g   (1-D operands promoted as numpy does, batch axes unbroadcast)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        inner_a = a.shape[-1]
+        inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if inner_a != inner_b:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} are not aligned: "
+                f"the last axis of the first ({inner_a}) must equal the "
+                f"{'only' if b.ndim == 1 else 'second-to-last'} axis of the second ({inner_b})"
+            )
+        if a.ndim > 2 or b.ndim > 2:
+            broadcast_shapes("matmul (batch axes)", a.shape[:-2], b.shape[:-2] if b.ndim > 1 else ())
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g = grad_output
+        if a.ndim == 1:
+            g = np.expand_dims(g, -2)
+        if b.ndim == 1:
+            g = np.expand_dims(g, -1)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            grad_b = unbroadcast(np.swapaxes(a2, -1, -2) @ g, b2.shape).reshape(b.shape)
+        return grad_a, grad_b
+
+
+# ---- elementwise unary ops ----
+
+class Neg(Function):
+    """d(-x) = -g"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return -grad_output
+
+
+class Exp(Function):
+    """d/dx exp(x) = exp(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return grad_output * out
+
+
+class Log(Function):
+    """d/dx log(x) = 1 / x"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output / x
+
+
+class Tanh(Function):
+    """d/dx tanh(x) = 1 - tanh²(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return grad_output * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """d/dx σ(x) = σ(x) (1 - σ(x))"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return grad_output * out * (1 - out)
+
+
+class Relu(Function):
+    """d/dx max(x, 0) = 1 where x > 0, else 0"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * (x > 0)
+
+
+# ---- reductions ----
+
+class Sum(Function):
+    """d/dx Σ x = g broadcast back over the summed axes"""
+
+    @staticmethod
+    def forward(ctx, x):
+        normalize_axes(ctx.axis, x.ndim)
+        ctx.save_for_backward(x.shape)
+        return np.asarray(x.sum(axis=ctx.axis, keepdims=ctx.keepdims))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (shape,) = ctx.saved_tensors
+        return expand_reduced(grad_output, shape, ctx.axis, ctx.keepdims)
+
+
+class Mean(Function):
+    """d/dx mean(x) = g / n broadcast back over the n averaged elements"""
+
+    @staticmethod
+    def forward(ctx, x):
+        axes = normalize_axes(ctx.axis, x.ndim)
+        count = int(np.prod([x.shape[a] for a in axes]))
+        ctx.save_for_backward(x.shape, count)
+        return np.asarray(x.mean(axis=ctx.axis, keepdims=ctx.keepdims))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        shape, count = ctx.saved_tensors
+        return expand_reduced(grad_output / count, shape, ctx.axis, ctx.keepdims)
+
+
+class Max(Function):
+    """d/dx max(x) = g at the maximum; ties share it equally (g / number of tied maxima)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        normalize_axes(ctx.axis, x.ndim)
+        out = x.max(axis=ctx.axis, keepdims=True)
+        ctx.save_for_backward(x, out)
+        return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, out = ctx.saved_tensors
+        is_max = x == out
+        share = is_max / is_max.sum(axis=ctx.axis, keepdims=True)
+        return expand_reduced(grad_output, x.shape, ctx.axis, ctx.keepdims) * share.astype(x.dtype)
+
+
+# ---- shape and indexing ----
+
+class Reshape(Function):
+    """d reshape(x) = g reshaped back to x's shape"""
+
+    @staticmethod
+    def forward(ctx, x):
+        try:
+            out = x.reshape(ctx.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {ctx.shape}") from None
+        ctx.save_for_backward(x.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (shape,) = ctx.saved_tensors
+        return grad_output.reshape(shape)
+
+
+class Transpose(Function):
+    """d transpose(x, axes) = g transposed by the inverse permutation"""
+
+    @staticmethod
+    def forward(ctx, x):
+        if ctx.axes is not None and sorted(a % max(x.ndim, 1) for a in ctx.axes) != list(range(x.ndim)):
+            raise ValueError(f"transpose: axes {ctx.axes} are not a permutation of the {x.ndim} axes of {x.shape}")
+        return np.transpose(x, ctx.axes)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if ctx.axes is None:
+            return np.transpose(grad_output)
+        return np.transpose(grad_output, np.argsort([a % grad_output.ndim for a in ctx.axes]))
+
+
+def _has_array_index(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, np.ndarray) for p in parts)
+
+
+class GetItem(Function):
+    """d x[index] = g scattered into zeros at index; repeated indices accumulate"""
+
+    @staticmethod
+    def forward(ctx, x):
+        try:
+            out = x[ctx.index]
+        except IndexError as error:
+            raise IndexError(f"indexing a tensor of shape {x.shape}: {error}") from None
+        ctx.save_for_backward(x.shape, x.dtype)
+        return np.asarray(out)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        shape, dtype = ctx.saved_tensors
+        grad = np.zeros(shape, dtype=dtype)
+        if _has_array_index(ctx.index):
+            np.add.at(grad, ctx.index, grad_output)
+        else:
+            grad[ctx.index] = grad_output
+        return grad
+
+
+# ---- the softmax family (fused, stable: shifted by the max) ----
+
+def _log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    """d softmax(x) = a ⊙ (g - Σ g ⊙ a), i.e. g times the Jacobian diag(a) - a aᵀ"""
+
+    @staticmethod
+    def forward(ctx, x):
+        normalize_axes(ctx.axis, x.ndim)
+        exps = np.exp(x - x.max(axis=ctx.axis, keepdims=True))
+        out = exps / exps.sum(axis=ctx.axis, keepdims=True)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return out * (grad_output - (grad_output * out).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """d log_softmax(x) = g - softmax(x) Σ g"""
+
+    @staticmethod
+    def forward(ctx, x):
+        normalize_axes(ctx.axis, x.ndim)
+        out = _log_softmax(x, ctx.axis)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return grad_output - np.exp(out) * grad_output.sum(axis=ctx.axis, keepdims=True)
+
+
+class LogSumExp(Function):
+    """d/dx log Σ exp(x) = g * softmax(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        normalize_axes(ctx.axis, x.ndim)
+        top = x.max(axis=ctx.axis, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0)
+        out = top + np.log(np.exp(x - top).sum(axis=ctx.axis, keepdims=True))
+        ctx.save_for_backward(x, out)
+        return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, out = ctx.saved_tensors
+        return expand_reduced(grad_output, x.shape, ctx.axis, ctx.keepdims) * np.exp(x - out)
+
+
+def _reduce(losses, reduction):
+    if reduction == "mean":
+        return np.asarray(losses.mean(), dtype=losses.dtype)
+    if reduction == "sum":
+        return np.asarray(losses.sum(), dtype=losses.dtype)
+    return losses
+
+
+def _scale_for_reduction(grad_output, reduction, count):
+    """The per-sample factor the reduction applied: g / N for mean, g for sum, g[i] for none."""
+    if reduction == "mean":
+        return grad_output / count
+    if reduction == "sum":
+        return grad_output
+    return grad_output[..., None] if grad_output.ndim else grad_output
+
+
+class SoftmaxCrossEntropy(Function):
+    """d/dz CE(softmax(z), y) = (softmax(z) - y) * g, divided by N for the mean; never builds the Jacobian.
+
+    `target` holds int labels (N,) or probabilities (N, K) whose rows sum to 1 (validated by
+    `functional.softmax_cross_entropy`); d/dy = -log_softmax(z) * g for soft targets.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        log_probs = _log_softmax(logits, axis=1)
+        rows = np.arange(logits.shape[0])
+        if target.ndim == 1:
+            losses = -log_probs[rows, target]
+        else:
+            losses = -(target * log_probs).sum(axis=1)
+        ctx.save_for_backward(log_probs, target)
+        return _reduce(losses, ctx.reduction)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        log_probs, target = ctx.saved_tensors
+        scale = _scale_for_reduction(grad_output, ctx.reduction, log_probs.shape[0])
+        grad_logits = np.exp(log_probs)
+        if target.ndim == 1:
+            grad_logits[np.arange(target.shape[0]), target] -= 1
+        else:
+            grad_logits -= target
+        grad_target = -log_probs * scale if target.ndim == 2 and ctx.needs_input_grad[1] else None
+        return grad_logits * scale, grad_target
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """d/dz BCE(σ(z), y) = (σ(z) - y) * g, divided by N for the mean; d/dy = -z * g"""
+
+    @staticmethod
+    def forward(ctx, z, y):
+        broadcast_shapes("binary_cross_entropy_with_logits", z.shape, y.shape)
+        losses = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        ctx.save_for_backward(z, y)
+        return _reduce(losses, ctx.reduction)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        z, y = ctx.saved_tensors
+        scale = grad_output / z.size if ctx.reduction == "mean" else grad_output
+        sigmoid = np.exp(-np.logaddexp(0, -z)).astype(z.dtype, copy=False)
+        grad_z = unbroadcast((sigmoid - y) * scale, z.shape)
+        grad_y = unbroadcast(-z * scale, y.shape) if ctx.needs_input_grad[1] else None
+        return grad_z, grad_y
