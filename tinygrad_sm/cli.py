@@ -46,6 +46,26 @@ def load_target(spec):
     return getattr(module, name)
 
 
+BUILTIN_MODELS = ("softmax", "logistic", "mlp")
+
+
+def builtin_loss(name, batch_size=32, seed=0):
+    """A built-in model run forward on a batch of digits: (loss, model). `logistic` tells 4 from 9."""
+    from tinygrad_sm import data
+
+    if name not in BUILTIN_MODELS:
+        expected = ", ".join(BUILTIN_MODELS)
+        raise UsageError(f"unknown model {name!r}; expected one of {expected} or a file.py:name target")
+    rng = np.random.default_rng(seed)
+    if name == "logistic":
+        X, _, y, _ = data.load_binary_digits(seed=seed)
+        model = nn.LogisticRegression(X.shape[1], rng=rng)
+        return F.binary_cross_entropy_with_logits(model(Tensor(X[:batch_size])), y[:batch_size]), model
+    X, _, y, _ = data.load_digits(seed=seed)
+    model = nn.SoftmaxRegression(64, 10, rng=rng) if name == "softmax" else nn.MLP([64, 128, 10], rng=rng)
+    return F.softmax_cross_entropy(model(Tensor(X[:batch_size])), y[:batch_size]), model
+
+
 def demo_gradients(seed=0):
     """A 3-5-2 tanh network on random data: every parameter's gradient next to its finite-difference estimate."""
     rng = np.random.default_rng(seed)

@@ -24,3 +24,15 @@ def batches(X, y, batch_size, shuffle=True, seed=0):
     for start in range(0, len(X), batch_size):
         chosen = order[start : start + batch_size]
         yield X[chosen], y[chosen]
+
+
+def load_binary_digits(negative=4, positive=9, seed=0, test_size=0.2):
+    """The digits `negative` (label 0) and `positive` (label 1) only, split like `load_digits`; labels float32."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = sklearn_digits()
+    chosen = (digits.target == negative) | (digits.target == positive)
+    features = (digits.data[chosen] / 16.0).astype(np.float32)
+    labels = (digits.target[chosen] == positive).astype(np.float32)
+    return tuple(train_test_split(features, labels, test_size=test_size, random_state=seed, stratify=labels))

@@ -185,6 +185,12 @@ class Tensor:
         for _ in backward_steps(self, grad, retain_graph):
             pass
 
+    def graph(self, **options):
+        """This tensor's graph as a graphviz.Digraph (options as `viz.draw_graph`); shows inline in Jupyter."""
+        from tinygrad_sm.viz import draw_graph  # rendering sits above the engine: imported only when asked
+
+        return draw_graph(self, **options)
+
     def register_hook(self, hook):
         """`hook(grad)` runs when this tensor's gradient is complete; a returned Tensor replaces it."""
         if not self.requires_grad:
