@@ -95,8 +95,15 @@ def cmd_demo(args):
     return demo_gradients(seed=args.seed)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line (exit 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tinygrad-sm", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="tinygrad-sm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -108,6 +108,9 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __bool__(self):
+        return bool(self.data)
+
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn.op_name}" if self.grad_fn else ""
         flag = ", requires_grad=True" if self.requires_grad and not self.grad_fn else ""
