@@ -14,16 +14,13 @@ class Context:
     code that made it) and `scope` (the nn.Modules whose forward was running).
     """
 
+    saved_tensors = needs_input_grad = parents = scope = ()
+    location = output_ref = None
+    released = False
+
     def __init__(self, op, attrs):
         self.op = op
         self.attrs = attrs
-        self.saved_tensors = ()
-        self.needs_input_grad = ()
-        self.parents = ()
-        self.location = None
-        self.scope = ()
-        self.released = False
-        self.output_ref = None
 
     def __getattr__(self, name):
         attrs = self.__dict__.get("attrs", {})

@@ -21,14 +21,13 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
-def broadcast_shapes(op_name, *shapes):
-    """numpy's broadcast shape, or a ValueError that names the op and both shapes."""
+def broadcasting(op_name, ufunc, a, b):
+    """ufunc(a, b) with numpy broadcasting, or a ValueError that names the op and both shapes."""
     try:
-        return np.broadcast_shapes(*shapes)
+        return ufunc(a, b)
     except ValueError:
-        listed = " and ".join(str(s) for s in shapes)
         raise ValueError(
-            f"{op_name}: shapes {listed} do not broadcast; each trailing axis must match or be 1"
+            f"{op_name}: shapes {a.shape} and {b.shape} do not broadcast; each trailing axis must match or be 1"
         ) from None
 
 
@@ -57,9 +56,8 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        broadcast_shapes("add", a.shape, b.shape)
         ctx.save_for_backward(a.shape, b.shape)
-        return a + b
+        return broadcasting("add", np.add, a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -72,9 +70,8 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        broadcast_shapes("sub", a.shape, b.shape)
         ctx.save_for_backward(a.shape, b.shape)
-        return a - b
+        return broadcasting("sub", np.subtract, a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -88,9 +85,8 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        broadcast_shapes("mul", a.shape, b.shape)
         ctx.save_for_backward(a, b)
-        return a * b
+        return broadcasting("mul", np.multiply, a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -105,9 +101,8 @@ class Div(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        broadcast_shapes("div", a.shape, b.shape)
         ctx.save_for_backward(a, b)
-        return a / b
+        return broadcasting("div", np.divide, a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -122,8 +117,7 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        broadcast_shapes("pow", a.shape, b.shape)
-        out = a**b
+        out = broadcasting("pow", np.power, a, b)
         ctx.save_for_backward(a, b, out)
         return out
 
@@ -150,21 +144,16 @@ class MatMul(Function):
                 f"the last axis of the first ({inner_a}) must equal the "
                 f"{'only' if b.ndim == 1 else 'second-to-last'} axis of the second ({inner_b})"
             )
-        if a.ndim > 2 or b.ndim > 2:
-            broadcast_shapes("matmul (batch axes)", a.shape[:-2], b.shape[:-2] if b.ndim > 1 else ())
         ctx.save_for_backward(a, b)
-        return a @ b
+        return broadcasting("matmul (batch axes)", np.matmul, a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
         a, b = ctx.saved_tensors
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g = grad_output
-        if a.ndim == 1:
-            g = np.expand_dims(g, -2)
-        if b.ndim == 1:
-            g = np.expand_dims(g, -1)
+        g = grad_output[..., None] if b.ndim == 1 else grad_output
+        g = g[..., None, :] if a.ndim == 1 else g
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_a = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -486,8 +475,8 @@ class BinaryCrossEntropyWithLogits(Function):
 
     @staticmethod
     def forward(ctx, z, y):
-        broadcast_shapes("binary_cross_entropy_with_logits", z.shape, y.shape)
-        losses = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        losses = np.maximum(z, 0) - broadcasting("binary_cross_entropy_with_logits", np.multiply, z, y)
+        losses += np.log1p(np.exp(-np.abs(z)))
         ctx.save_for_backward(z, y)
         return _reduce(losses, ctx.reduction)
 

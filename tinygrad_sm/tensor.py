@@ -43,7 +43,7 @@ class AnomalyError(FloatingPointError):
 
 def user_location():
     """(file, line) of the innermost frame outside this package: where user code made the node."""
-    frame = sys._getframe(1)
+    frame = sys._getframe(3)  # skips this function, apply_op and Function.apply
     while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
         frame = frame.f_back
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
@@ -242,26 +242,30 @@ def _array_of(value, like):
 
 def apply_op(op, inputs, attrs):
     """Run `op` forward on the inputs' arrays and, when a gradient will be needed, record its node."""
-    like = next((x for x in inputs if isinstance(x, Tensor)), None)
-    if like is None:
-        raise TypeError(f"{op.__name__}.apply needs at least one Tensor among its inputs")
-    tensors = [x if isinstance(x, Tensor) else Tensor(_array_of(x, like)) for x in inputs]
+    tensors = inputs
+    if not all(isinstance(x, Tensor) for x in inputs):
+        like = next((x for x in inputs if isinstance(x, Tensor)), None)
+        if like is None:
+            raise TypeError(f"{op.__name__}.apply needs at least one Tensor among its inputs")
+        tensors = tuple(x if isinstance(x, Tensor) else Tensor(_array_of(x, like)) for x in inputs)
     arrays = [t.data for t in tensors]
     ctx = Context(op, attrs)
     started = time.perf_counter() if settings.debug else 0.0
-    data = np.asarray(op.forward(ctx, *arrays))
+    data = op.forward(ctx, *arrays)
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
     if settings.debug:
         _debug_line("forward ", op.__name__, arrays, [data], started)
     out = Tensor.__new__(Tensor)
     out.data, out.grad, out.name, out._hooks, out.grad_fn = data, None, None, None, None
-    needs_input_grad = tuple(t.requires_grad for t in tensors)
-    out.requires_grad = settings.grad_enabled and any(needs_input_grad) and _is_float(data)
-    if settings.detect_anomaly or out.requires_grad:
+    needs_input_grad = tuple([t.requires_grad for t in tensors])
+    out.requires_grad = settings.grad_enabled and True in needs_input_grad and data.dtype.kind == "f"
+    if out.requires_grad or settings.detect_anomaly:
         ctx.location = user_location()
     if settings.detect_anomaly:
         _check_forward(ctx, arrays, data)
     if out.requires_grad:
-        ctx.parents = tuple(tensors)
+        ctx.parents = tensors
         ctx.needs_input_grad = needs_input_grad
         ctx.scope = tuple(settings.module_stack)
         ctx.output_ref = weakref.ref(out)
@@ -312,24 +316,28 @@ def _initial_grad(root, grad):
 
 
 def _as_grad_tuple(node, grads):
-    grads = grads if isinstance(grads, tuple) else (grads,)
+    """One gradient (or None) per input, each of its input's shape and dtype, or an error naming the op."""
+    if type(grads) is not tuple:
+        grads = (grads,)
     if len(grads) != len(node.parents):
         raise RuntimeError(
             f"{node.op_name}.backward returned {len(grads)} gradient(s) for {len(node.parents)} input(s)"
         )
     checked = []
-    for index, (parent, grad) in enumerate(zip(node.parents, grads)):
+    for index, grad in enumerate(grads):
         if grad is not None:
-            grad = np.asarray(grad)
-            if grad.shape != parent.shape:
+            expected = node.parents[index].data
+            if type(grad) is not np.ndarray:
+                grad = np.asarray(grad)
+            if grad.shape != expected.shape:
                 raise RuntimeError(
                     f"{node.op_name}.backward returned a gradient of shape {grad.shape} for input {index}, "
-                    f"whose shape is {parent.shape}"
+                    f"whose shape is {expected.shape}"
                 )
-            if grad.dtype != parent.dtype:
-                grad = grad.astype(parent.dtype)
+            if grad.dtype != expected.dtype:
+                grad = grad.astype(expected.dtype)
         checked.append(grad)
-    return tuple(checked)
+    return checked
 
 
 def _run_hooks(tensor, grad):
@@ -353,14 +361,13 @@ def backward_steps(root, grad=None, retain_graph=False):
     """
     grad = _initial_grad(root, grad)
     order = topo_order(root)
-    for tensor in order:
-        if tensor.grad_fn is not None and tensor.grad_fn.released:
-            node = tensor.grad_fn
-            where = f" (made at {node.location[0]}:{node.location[1]})" if node.location else ""
-            raise RuntimeError(
-                f"backward through a released graph: the saved arrays of {node.op_name}{where} were freed by an "
-                f"earlier backward(); pass retain_graph=True to the first backward() to run it twice"
-            )
+    released = [t.grad_fn for t in order if t.grad_fn is not None and t.grad_fn.released]
+    if released:
+        raise RuntimeError(
+            f"backward through a released graph: the saved arrays of {released[0].op_name} (made at "
+            f"{_where(released[0])}) were freed by an earlier backward(); pass retain_graph=True to the first "
+            f"backward() to run it twice"
+        )
     grads = {id(root): grad}
     for tensor in reversed(order):
         grad_output = grads.pop(id(tensor), None)
@@ -384,8 +391,9 @@ def backward_steps(root, grad=None, retain_graph=False):
         for parent, parent_grad in zip(node.parents, grad_inputs):
             if parent_grad is not None and parent.requires_grad:
                 key = id(parent)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-        yield node, grad_output, grad_inputs
+                previous = grads.get(key)
+                grads[key] = parent_grad if previous is None else previous + parent_grad
+        yield node, grad_output, tuple(grad_inputs)
 
 
 def _debug_line(phase, op_name, inputs, outputs, started):

@@ -1,0 +1,150 @@
+"""The engine against hand-written numpy, measured in the same run.
+
+(1) per-op overhead: forward + backward of a chain of 1,000 elementwise ops on a 1-element tensor;
+(2) one training step (forward, backward, SGD update) of a 64-128-10 ReLU MLP with mean softmax
+    cross-entropy, float32, batch 64; (3) the same at batch 1024, hidden 512.
+torch and micrograd are added as rows when they happen to be installed (they are not dependencies).
+"""
+
+import importlib
+import importlib.util
+import statistics
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from tinygrad_sm import Tensor, nn, optim
+from tinygrad_sm import functional as F
+
+CHAIN = 1000
+
+
+def median_times(functions, repeats):
+    """Median seconds per call of each function, calls interleaved so that machine noise hits all alike."""
+    for fn in functions:
+        fn()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for fn, spent in zip(functions, times):
+            started = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - started)
+    return [statistics.median(spent) for spent in times]
+
+
+def chain_engine():
+    x = Tensor(np.array([0.5]), requires_grad=True)
+    factor = Tensor(np.array([1.0001]))
+    y = x
+    for _ in range(CHAIN):
+        y = y * factor
+    y.sum().backward()
+
+
+def chain_numpy():
+    x = np.array([0.5])
+    factor = np.array([1.0001])
+    values = [x]
+    for _ in range(CHAIN):
+        values.append(values[-1] * factor)
+    grad = np.ones(1)
+    for _ in range(CHAIN):
+        grad = grad * factor
+
+
+def chain_torch(torch):
+    x = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    factor = torch.tensor([1.0001], dtype=torch.float64)
+    y = x
+    for _ in range(CHAIN):
+        y = y * factor
+    y.sum().backward()
+
+
+class NumpyMLP:
+    """The same network, forward and backward written out by hand."""
+
+    def __init__(self, model):
+        self.params = [p.data.copy() for p in model.parameters()]
+
+    def step(self, X, y, lr):
+        w1, b1, w2, b2 = self.params
+        hidden = X @ w1.T + b1
+        relu = np.maximum(hidden, 0)
+        logits = relu @ w2.T + b2
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = -log_probs[np.arange(len(y)), y].mean()
+        grad_logits = np.exp(log_probs)
+        grad_logits[np.arange(len(y)), y] -= 1
+        grad_logits /= len(y)
+        grad_w2 = grad_logits.T @ relu
+        grad_b2 = grad_logits.sum(axis=0)
+        grad_hidden = (grad_logits @ w2) * (hidden > 0)
+        grad_w1 = grad_hidden.T @ X
+        grad_b1 = grad_hidden.sum(axis=0)
+        for param, grad in zip(self.params, (grad_w1, grad_b1, grad_w2, grad_b2)):
+            param -= lr * grad
+        return loss
+
+
+def training_step_rows(batch, hidden, repeats):
+    rng = np.random.default_rng(0)
+    X = rng.random((batch, 64), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    model = nn.MLP([64, hidden, 10], rng=rng)
+    reference = NumpyMLP(model)
+    optimizer = optim.SGD(model.parameters(), lr=0.01)
+
+    def engine_step():
+        optimizer.zero_grad()
+        loss = F.softmax_cross_entropy(model(Tensor(X)), y)
+        loss.backward()
+        optimizer.step()
+
+    names, steps = ["hand-written numpy", "tinygrad_sm"], [lambda: reference.step(X, y, 0.01), engine_step]
+    torch = _optional("torch")
+    if torch is not None:
+        torch.set_num_threads(2)
+        net = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+        sgd = torch.optim.SGD(net.parameters(), lr=0.01)
+        tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+        def torch_step():
+            sgd.zero_grad()
+            torch.nn.functional.cross_entropy(net(tX), ty).backward()
+            sgd.step()
+
+        names.append("torch (eager, CPU)")
+        steps.append(torch_step)
+    seconds = median_times(steps, repeats)
+    return [(name, spent, spent / seconds[0]) for name, spent in zip(names, seconds)]
+
+
+def _optional(name):
+    return importlib.import_module(name) if importlib.util.find_spec(name) else None
+
+
+def main():
+    print("BLAS limited to one thread for every row (two threads on two shared cores made timings erratic)")
+    print("(1) per-op overhead, chain of 1,000 multiplies on a 1-element tensor, forward + backward")
+    print(f"{'':24}{'us per op':>12}{'x numpy':>10}")
+    names, chains = ["hand-written numpy", "tinygrad_sm"], [chain_numpy, chain_engine]
+    torch = _optional("torch")
+    if torch is not None:
+        names.append("torch (eager, CPU)")
+        chains.append(lambda: chain_torch(torch))
+    micros = [seconds / CHAIN * 1e6 for seconds in median_times(chains, 30)]
+    for name, spent in zip(names, micros):
+        print(f"{name:24}{spent:12.2f}{spent / micros[0]:10.2f}")
+    for label, batch, hidden, repeats in (("(2)", 64, 128, 200), ("(3)", 1024, 512, 30)):
+        print(f"\n{label} training step, 64-{hidden}-10 ReLU MLP, mean softmax cross-entropy, float32, batch {batch}")
+        print(f"{'':24}{'ms per step':>12}{'x numpy':>10}")
+        for name, seconds, ratio in training_step_rows(batch, hidden, repeats):
+            print(f"{name:24}{seconds * 1e3:12.3f}{ratio:10.2f}")
+
+
+if __name__ == "__main__":
+    with threadpool_limits(1):
+        main()

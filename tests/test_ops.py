@@ -1,0 +1,73 @@
+"""Every op in the registry: gradients against central finite differences in float64, dtype kept in float32."""
+
+import numpy as np
+import pytest
+from conftest import autograd_gradients, numerical_gradients, relative_error
+
+from tinygrad_sm import Tensor
+from tinygrad_sm.cases import OP_CASES
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_gradient_matches_finite_differences(case):
+    arrays = case.inputs(seed=1)
+    output_shape = case.fn(*[Tensor(a) for a in arrays]).shape
+    weights = np.random.default_rng(2).standard_normal(output_shape)
+    analytic = autograd_gradients(case.fn, arrays, weights)
+    numeric = numerical_gradients(case.fn, arrays, weights)
+    for index, (a, n) in enumerate(zip(analytic, numeric)):
+        assert a.shape == arrays[index].shape
+        assert relative_error(a, n) < 1e-6, f"{case.name}, input {index}"
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_float32_stays_float32(case):
+    tensors = [Tensor(a, requires_grad=True) for a in case.inputs(seed=3, dtype=np.float32)]
+    out = case.fn(*tensors)
+    assert out.dtype == np.float32
+    out.backward(np.ones(out.shape, dtype=np.float32))
+    for tensor in tensors:
+        assert tensor.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_each_case_builds_the_op_it_names(case):
+    tensors = [Tensor(a, requires_grad=True) for a in case.inputs()]
+    assert case.fn(*tensors).grad_fn.op_name == case.op
+
+
+def test_max_ties_share_the_gradient_equally():
+    x = Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_repeated_indices_accumulate():
+    x = Tensor(np.arange(4.0), requires_grad=True)
+    x[np.array([1, 1, 3, 1])].sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0, 3, 0, 1])
+
+
+def test_boolean_mask_and_slice_gradients_land_in_place():
+    x = Tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
+    (x[x > 0] * 10).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[0, 10], [10, 0]])
+    y = Tensor(np.zeros((3, 4)), requires_grad=True)
+    y[1:, ::2].sum().backward()
+    np.testing.assert_array_equal(y.grad.data, [[0, 0, 0, 0], [1, 0, 1, 0], [1, 0, 1, 0]])
+
+
+def test_tensor_exponent_gradient_is_a_to_the_b_log_a():
+    a = Tensor(np.array([2.0, 3.0]), requires_grad=True)
+    b = Tensor(np.array([3.0, 0.5]), requires_grad=True)
+    (a**b).sum().backward()
+    np.testing.assert_allclose(a.grad.data, [3 * 2.0**2, 0.5 * 3.0**-0.5])
+    np.testing.assert_allclose(b.grad.data, [8 * np.log(2.0), 3.0**0.5 * np.log(3.0)])
+
+
+def test_comparisons_give_boolean_tensors_outside_the_graph():
+    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    for mask in (x > 0, x >= 1, x < 0, x <= -2, x == 3, x != 3):
+        assert mask.dtype == np.bool_
+        assert not mask.requires_grad and mask.grad_fn is None
+    np.testing.assert_array_equal((x > 0).data, [True, False, True])

@@ -1,0 +1,195 @@
+"""The engine: graph bookkeeping, accumulation, release, dtype rules and the errors users meet."""
+
+import numpy as np
+import pytest
+
+from tinygrad_sm import Function, Tensor, no_grad
+
+
+def test_value_used_twice_accumulates_every_path():
+    """b = a + a; c = b + b: dc/da = 4."""
+    a = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    b = a + a
+    c = b + b
+    c.sum().backward()
+    np.testing.assert_array_equal(a.grad.data, [4.0, 4.0])
+
+
+def test_diamond_sums_both_paths():
+    """d/da (a + b) a = 2a + b, d/db = a."""
+    a = Tensor(np.array([3.0]), requires_grad=True)
+    b = Tensor(np.array([5.0]), requires_grad=True)
+    ((a + b) * a).sum().backward()
+    assert a.grad.item() == 2 * 3 + 5
+    assert b.grad.item() == 3
+
+
+def test_chain_deeper_than_the_recursion_limit():
+    x = Tensor(np.array([0.5]), requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    y.sum().backward()
+    assert x.grad.item() == 1.0
+
+
+def test_grad_accumulates_across_backward_calls_and_none_clears_it():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * x).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [4.0, 8.0])
+    x.grad = None
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+
+
+def test_second_backward_through_a_released_graph_raises_and_does_not_double_count():
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="saved arrays of Mul .*test_tensor.py.*retain_graph=True"):
+        loss.backward()
+    assert x.grad.item() == 4.0
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    assert x.grad.item() == 8.0
+
+
+def test_backward_frees_saved_arrays_and_intermediate_gradients():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    hidden = x.exp()
+    loss = hidden.sum()
+    loss.backward()
+    assert hidden.grad is None
+    assert hidden.grad_fn.released and hidden.grad_fn.saved_tensors == ()
+
+
+def test_no_grad_records_nothing_and_detach_cuts_the_graph():
+    x = Tensor(np.array([1.0]), requires_grad=True)
+    with no_grad():
+        y = x * 2
+    assert y.grad_fn is None and not y.requires_grad
+    z = (x * 2).detach()
+    assert z.grad_fn is None and not z.requires_grad and z.data is not None
+
+
+def test_constants_and_inputs_without_grad_get_none():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    c = Tensor(np.array([3.0, 4.0]))
+    (x * c + 1).sum().backward()
+    assert c.grad is None
+    np.testing.assert_array_equal(x.grad.data, [3.0, 4.0])
+
+
+def test_dtype_rules():
+    assert Tensor([1, 2, 3]).dtype == np.float32
+    assert Tensor(2.5).dtype == np.float32
+    assert Tensor(np.zeros(2)).dtype == np.float64
+    x32 = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    assert (x32 * 2.5 + 1).dtype == np.float32
+    assert (2.5 / x32 - 1).dtype == np.float32
+    assert (x32**2).dtype == np.float32
+    x64 = Tensor(np.ones(3), requires_grad=True)
+    assert (x64 * 2.5).dtype == np.float64
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating-point.*int64"):
+        Tensor(np.array([1, 2]), requires_grad=True)
+
+
+def test_matmul_shape_mismatch_names_both_shapes():
+    a = Tensor(np.ones((2, 3)), requires_grad=True)
+    b = Tensor(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) are not aligned"):
+        a @ b
+
+
+def test_non_broadcastable_shapes_name_the_op_and_shapes():
+    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4,\) do not broadcast"):
+        Tensor(np.ones((2, 3))) + Tensor(np.ones(4))
+    with pytest.raises(ValueError, match=r"mul: shapes"):
+        Tensor(np.ones((2, 3))) * np.ones((3, 2))
+
+
+def test_backward_on_a_non_scalar_needs_grad():
+    y = Tensor(np.ones((4, 3)), requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match=r"shape \(4, 3\) needs grad="):
+        y.backward()
+
+
+def test_backward_grad_of_the_wrong_shape():
+    y = Tensor(np.ones((4, 3)), requires_grad=True) * 2
+    with pytest.raises(ValueError, match=r"grad has shape \(3, 4\) but the tensor has shape \(4, 3\)"):
+        y.backward(np.ones((3, 4)))
+
+
+def test_backward_on_a_tensor_without_grad():
+    with pytest.raises(RuntimeError, match="does not require a gradient"):
+        Tensor(np.ones(1)).backward()
+
+
+def test_non_scalar_backward_with_grad():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    (x * x).backward(np.array([1.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 12.0])
+
+
+class Cube(Function):
+    """d/dx x³ = 3x²"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * 3 * x**2
+
+
+class WrongShape(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.sum()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return np.ones(3)
+
+
+def test_user_defined_function_records_a_named_node():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = Cube.apply(x)
+    assert y.grad_fn.op_name == "Cube" and y.grad_fn.parents == (x,)
+    assert y.grad_fn.location[0] == __file__
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [3.0, 12.0])
+
+
+def test_engine_checks_each_backward_returns_gradients_of_the_input_shapes():
+    x = Tensor(np.ones((2, 2)), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"WrongShape.backward returned a gradient of shape \(3,\).*\(2, 2\)"):
+        WrongShape.apply(x).backward()
+
+
+def test_reshape_transpose_and_T():
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    assert x.reshape(3, 2).shape == (3, 2) and x.reshape((6,)).shape == (6,)
+    assert x.T.shape == (3, 2) and x.transpose(1, 0).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"cannot reshape a tensor of shape \(2, 3\) into \(4,\)"):
+        x.reshape(4)
+
+
+def test_item_numpy_and_properties():
+    x = Tensor(np.array([[1.5]]), requires_grad=True)
+    assert x.item() == 1.5 and x.numpy() is x.data
+    assert (x.shape, x.ndim, x.size, x.is_leaf) == ((1, 1), 2, 1, True)
+    with pytest.raises(ValueError, match="one element"):
+        Tensor(np.ones(2)).item()
