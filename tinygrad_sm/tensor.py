@@ -240,14 +240,17 @@ def _array_of(value, like):
     return np.asarray(value)
 
 
+def _constant(op, value, inputs):
+    """A number or array among an op's inputs, as a Tensor that takes the first Tensor input's dtype rule."""
+    like = next((x for x in inputs if isinstance(x, Tensor)), None)
+    if like is None:
+        raise TypeError(f"{op.__name__}.apply needs at least one Tensor among its inputs")
+    return Tensor(_array_of(value, like))
+
+
 def apply_op(op, inputs, attrs):
     """Run `op` forward on the inputs' arrays and, when a gradient will be needed, record its node."""
-    tensors = inputs
-    if not all(isinstance(x, Tensor) for x in inputs):
-        like = next((x for x in inputs if isinstance(x, Tensor)), None)
-        if like is None:
-            raise TypeError(f"{op.__name__}.apply needs at least one Tensor among its inputs")
-        tensors = tuple(x if isinstance(x, Tensor) else Tensor(_array_of(x, like)) for x in inputs)
+    tensors = tuple([x if isinstance(x, Tensor) else _constant(op, x, inputs) for x in inputs])
     arrays = [t.data for t in tensors]
     ctx = Context(op, attrs)
     started = time.perf_counter() if settings.debug else 0.0
@@ -267,7 +270,7 @@ def apply_op(op, inputs, attrs):
     if out.requires_grad:
         ctx.parents = tensors
         ctx.needs_input_grad = needs_input_grad
-        ctx.scope = tuple(settings.module_stack)
+        ctx.scope = tuple(settings.module_stack) if settings.module_stack else ()
         ctx.output_ref = weakref.ref(out)
         out.grad_fn = ctx
     return out
