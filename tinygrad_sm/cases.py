@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinygrad_sm import data, nn
 from tinygrad_sm import functional as F
+from tinygrad_sm.tensor import Tensor
 
 DOMAINS = ("real", "positive", "nonzero", "distinct")
 
@@ -94,4 +96,44 @@ OP_CASES = (
            lambda z: F.softmax_cross_entropy(z, _LABELS, reduction="none"), ((4, 3),)),
     OpCase("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogits",
            lambda z: F.binary_cross_entropy_with_logits(z, _BINARY_TARGETS), ((5,),)),
+)
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """A built-in model's loss on the first `n_samples` training digits.
+
+    `kind`: "softmax" (SoftmaxRegression, 10 classes), "logistic" (LogisticRegression, 4 vs 9) or "mlp"
+    (a relu MLP of `sizes`); the loss is softmax_cross_entropy, or binary_cross_entropy_with_logits for 4 vs 9.
+    """
+
+    name: str
+    kind: str
+    sizes: tuple = ()
+    n_samples: int = 32
+
+    def build(self, seed=0, dtype=np.float64):
+        """(model, loss_fn) with loss_fn(model) the scalar loss; weights drawn from `seed`."""
+        rng = np.random.default_rng(seed)
+        if self.kind == "logistic":
+            X, _, y, _ = data.load_binary_digits(seed=seed)
+            model = nn.LogisticRegression(X.shape[1], rng=rng, dtype=dtype)
+            loss = F.binary_cross_entropy_with_logits
+        elif self.kind in ("softmax", "mlp"):
+            X, _, y, _ = data.load_digits(seed=seed)
+            if self.kind == "softmax":
+                model = nn.SoftmaxRegression(X.shape[1], 10, rng=rng, dtype=dtype)
+            else:
+                model = nn.MLP(list(self.sizes), rng=rng, dtype=dtype)
+            loss = F.softmax_cross_entropy
+        else:
+            raise ValueError(f"ModelCase {self.name!r}: kind must be softmax, logistic or mlp, got {self.kind!r}")
+        features, targets = Tensor(X[: self.n_samples].astype(dtype)), y[: self.n_samples]
+        return model, lambda m: loss(m(features), targets)
+
+
+MODEL_CASES = (
+    ModelCase("softmax regression 64-10", "softmax"),
+    ModelCase("logistic regression 64-1 (4 vs 9)", "logistic"),
+    ModelCase("MLP 64-32-10 (relu)", "mlp", (64, 32, 10)),
 )

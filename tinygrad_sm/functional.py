@@ -33,40 +33,19 @@ def softmax_cross_entropy(logits, target, reduction="mean"):
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be 2-D (N, K), got shape {logits.shape}")
     n, k = logits.shape
+    if n == 0 or k == 0:
+        raise ValueError(f"softmax_cross_entropy: logits of shape {logits.shape} are empty; expected N, K >= 1")
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
     values = target.data
     if values.ndim == 1:
-        if values.dtype.kind not in "iu":
-            raise ValueError(
-                f"softmax_cross_entropy: a 1-D target must hold integer class labels, got dtype {values.dtype}; "
-                f"pass probabilities as an (N, K) array"
-            )
-        if values.shape[0] != n:
-            raise ValueError(f"softmax_cross_entropy: {values.shape[0]} labels for {n} rows of logits")
-        if values.size and (values.min() < 0 or values.max() >= k):
-            bad = values[(values < 0) | (values >= k)][0]
-            raise ValueError(f"softmax_cross_entropy: label {bad} is outside [0, {k}) for logits with {k} classes")
+        _check_labels(values, n, k)
     elif values.ndim == 2:
-        if values.shape != (n, k):
-            raise ValueError(
-                f"softmax_cross_entropy: target probabilities have shape {values.shape}, "
-                f"expected {(n, k)} like the logits"
-            )
-        if values.dtype.kind != "f":
-            raise ValueError(f"softmax_cross_entropy: target probabilities must be floating point, got {values.dtype}")
-        if (values < 0).any():
-            raise ValueError("softmax_cross_entropy: target probabilities must be non-negative")
-        row_sums = values.sum(axis=1, dtype=np.float64)
-        worst = int(np.argmax(np.abs(row_sums - 1))) if n else 0
-        if n and abs(row_sums[worst] - 1) > 1e-6:
-            raise ValueError(
-                f"softmax_cross_entropy: target row {worst} sums to {row_sums[worst]:.8g}; each row must sum to 1"
-            )
-        if values.dtype != logits.dtype:
-            target = Tensor(values.astype(logits.dtype), requires_grad=target.requires_grad)
+        _check_probabilities(values, n, k)
+        target = _as_dtype("softmax_cross_entropy", target, logits.dtype)
     else:
         raise ValueError(
-            f"softmax_cross_entropy: target must be labels (N,) or probabilities (N, K), got shape {values.shape}"
+            f"softmax_cross_entropy: target must be int labels of shape ({n},) or probabilities of shape "
+            f"({n}, {k}), got shape {values.shape}"
         )
     return ops.SoftmaxCrossEntropy.apply(logits, target, reduction=reduction)
 
@@ -80,10 +59,9 @@ def binary_cross_entropy_with_logits(z, y, reduction="mean"):
         raise ValueError(
             f"binary_cross_entropy_with_logits: targets have shape {y.shape}, logits {z.shape}; they must match"
         )
-    if y.dtype != z.dtype:
-        y = Tensor(y.data.astype(z.dtype), requires_grad=y.requires_grad)
-    if ((y.data < 0) | (y.data > 1)).any():
-        raise ValueError("binary_cross_entropy_with_logits: targets must lie in [0, 1]")
+    y = _as_dtype("binary_cross_entropy_with_logits", y, z.dtype)
+    if not ((y.data >= 0) & (y.data <= 1)).all():
+        raise ValueError("binary_cross_entropy_with_logits: targets must be probabilities in [0, 1] (no NaN)")
     return ops.BinaryCrossEntropyWithLogits.apply(z, y, reduction=reduction)
 
 
@@ -100,6 +78,56 @@ def _tensor(z):
     return z if isinstance(z, Tensor) else Tensor(z)
 
 
+def _as_dtype(name, target, dtype):
+    """The target in the logits' dtype; a target that needs a gradient must already have it (a copy has no graph)."""
+    if target.dtype == dtype:
+        return target
+    if target.requires_grad:
+        raise ValueError(
+            f"{name}: the target requires a gradient, so it must have the logits' dtype {dtype}, got {target.dtype}"
+        )
+    return Tensor(target.data.astype(dtype))
+
+
 def _check_reduction(name, reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _check_labels(values, n, k):
+    if values.dtype.kind not in "iu":
+        raise ValueError(
+            f"softmax_cross_entropy: a 1-D target must hold integer class labels, got dtype {values.dtype}; "
+            f"pass probabilities as an (N, K) array"
+        )
+    if values.shape[0] != n:
+        raise ValueError(
+            f"softmax_cross_entropy: got {values.shape[0]} labels for {n} rows of logits; expected one label per row"
+        )
+    outside = (values < 0) | (values >= k)
+    if outside.any():
+        raise ValueError(
+            f"softmax_cross_entropy: label {values[outside][0]} is outside [0, {k}) for logits with {k} classes"
+        )
+
+
+def _check_probabilities(values, n, k):
+    if values.shape != (n, k):
+        raise ValueError(
+            f"softmax_cross_entropy: target probabilities have shape {values.shape}, expected {(n, k)} like the logits"
+        )
+    if values.dtype.kind != "f":
+        raise ValueError(f"softmax_cross_entropy: target probabilities must be floating point, got {values.dtype}")
+    if not np.isfinite(values).all():
+        raise ValueError("softmax_cross_entropy: target probabilities must be finite, got NaN or Inf")
+    if (values < 0).any():
+        raise ValueError(
+            f"softmax_cross_entropy: target probabilities must be non-negative, got {values.min():.8g}"
+        )
+    row_sums = values.sum(axis=1, dtype=np.float64)
+    if (np.abs(row_sums - 1) > 1e-6).any():
+        worst = int(np.argmax(np.abs(row_sums - 1)))
+        raise ValueError(
+            f"softmax_cross_entropy: target row {worst} sums to {row_sums[worst]:.8g}; "
+            f"each row of probabilities must sum to 1 (within 1e-6)"
+        )

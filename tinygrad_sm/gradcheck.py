@@ -1,12 +1,19 @@
-"""Calculus by two independent routes: finite differences of forward, and autograd."""
+"""Calculus by two independent routes: finite differences of forward, and autograd; the gradient check that
+says where a gradient is wrong (`gradcheck`, and `check_nodes` per node)."""
+
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinygrad_sm.tensor import Tensor, backward_steps, no_grad
+from tinygrad_sm.function import Context
+from tinygrad_sm.graph import backward_order
+from tinygrad_sm.tensor import Tensor, backward_steps, no_grad, topo_order
 
 
 def _float64_copy(x):
-    return np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64)
+    """A C-contiguous float64 copy, so that `reshape(-1)` is a view and perturbing it perturbs the copy."""
+    return np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64, order="C")
 
 
 def numerical_jacobian(fn, x, eps=1e-6):
@@ -27,34 +34,595 @@ def numerical_jacobian(fn, x, eps=1e-6):
 
 
 def jacobian(fn, x):
-    """J[i, :] = d f_i / dx by autograd: one vector-Jacobian product (a backward with e_i) per output element."""
+    """J[i, :] = d f_i / dx by autograd: one vector-Jacobian product (a backward with e_i) per output element.
+
+    Other leaves `fn` reaches (a model's parameters, say) keep the `.grad` they had before the call.
+    """
     point = Tensor(_float64_copy(x), requires_grad=True)
     output = fn(point)
-    rows = []
+    rows = np.zeros((output.size, point.size))
+    if not output.requires_grad:
+        return rows
+    other_leaves = [t for t in topo_order(output) if t.grad_fn is None and t is not point]
+    kept_grads = [t.grad for t in other_leaves]
     for i in range(output.size):
         seed = np.zeros(output.shape)
         seed.flat[i] = 1.0
         point.grad = None
         for _ in backward_steps(output, seed, retain_graph=True):
             pass
-        rows.append(np.zeros(point.size) if point.grad is None else point.grad.data.reshape(-1))
-    return np.stack(rows)
+        if point.grad is not None:
+            rows[i] = point.grad.data.reshape(-1)
+    for leaf, grad in zip(other_leaves, kept_grads):
+        leaf.grad = grad
+    return rows
 
 
 def hessian(fn, x, eps=1e-5):
-    """H ≈ (∇f(x + eps e_j) - ∇f(x - eps e_j)) / 2 eps, autograd gradients of a scalar f, symmetrised."""
+    """H[:, j] ≈ (∇f(x + eps e_j) - ∇f(x - eps e_j)) / 2 eps from autograd gradients of a scalar f, symmetrised."""
     point = _float64_copy(x)
+    with no_grad():
+        size = fn(Tensor(point)).size
+    if size != 1:
+        raise ValueError(f"hessian: fn must return a scalar (one element), got {size} elements")
     flat = point.reshape(-1)
     columns = []
     for j in range(flat.size):
         original = flat[j]
         flat[j] = original + eps
-        plus = jacobian(fn, point)
+        plus = jacobian(fn, point)[0]
         flat[j] = original - eps
-        minus = jacobian(fn, point)
+        minus = jacobian(fn, point)[0]
         flat[j] = original
-        if plus.shape[0] != 1:
-            raise ValueError(f"hessian: fn must return one element, got {plus.shape[0]}")
-        columns.append((plus[0] - minus[0]) / (2 * eps))
+        columns.append((plus - minus) / (2 * eps))
     matrix = np.stack(columns, axis=1)
     return (matrix + matrix.T) / 2
+
+
+# ---- gradcheck: the whole gradient of fn against finite differences, and where it is wrong ----
+
+
+@dataclass
+class InputCheck:
+    """One input's autograd gradient against finite differences.
+
+    Relative error is |analytical - numerical| / max(|numerical|, atol), so entries near zero do not blow
+    it up; an entry mismatches when |analytical - numerical| > atol + rtol |numerical| (PyTorch's rule).
+    In fast mode the compared values are the projections uᵀJv, one per input, and `worst_index` is None.
+    """
+
+    index: int
+    shape: tuple
+    max_abs_error: float
+    max_rel_error: float
+    worst_index: tuple | None
+    worst_output_index: tuple | None
+    analytical: float
+    numerical: float
+    mismatches: int
+    compared: int
+    nondifferentiable: int
+    nondifferentiable_at: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return self.mismatches == 0
+
+    def to_dict(self):
+        return {
+            "index": self.index,
+            "shape": list(self.shape),
+            "ok": self.ok,
+            "max_abs_error": _finite_or_none(self.max_abs_error),
+            "max_rel_error": _finite_or_none(self.max_rel_error),
+            "worst_index": None if self.worst_index is None else list(self.worst_index),
+            "worst_output_index": None if self.worst_output_index is None else list(self.worst_output_index),
+            "analytical": _finite_or_none(self.analytical),
+            "numerical": _finite_or_none(self.numerical),
+            "mismatches": self.mismatches,
+            "compared": self.compared,
+            "nondifferentiable": self.nondifferentiable,
+            "nondifferentiable_at": [list(index) for index in self.nondifferentiable_at],
+        }
+
+
+@dataclass
+class GradcheckReport:
+    """What `gradcheck` found: `ok`, and one `InputCheck` per input that requires a gradient."""
+
+    inputs: list
+    output_shape: tuple
+    fast: bool
+    eps: float
+    atol: float
+    rtol: float
+    upcast: list
+
+    @property
+    def ok(self):
+        return all(check.ok for check in self.inputs)
+
+    @property
+    def max_abs_error(self):
+        return max((check.max_abs_error for check in self.inputs), default=0.0, key=_nan_first)
+
+    @property
+    def max_rel_error(self):
+        return max((check.max_rel_error for check in self.inputs), default=0.0, key=_nan_first)
+
+    def worst(self):
+        """The failing InputCheck with the largest absolute error (or None when all pass)."""
+        failing = [check for check in self.inputs if not check.ok]
+        return max(failing, key=lambda check: _nan_first(check.max_abs_error)) if failing else None
+
+    def to_dict(self):
+        return {
+            "ok": self.ok,
+            "mode": "fast" if self.fast else "full",
+            "eps": self.eps,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "output_shape": list(self.output_shape),
+            "upcast_to_float64": self.upcast,
+            "max_abs_error": _finite_or_none(self.max_abs_error),
+            "max_rel_error": _finite_or_none(self.max_rel_error),
+            "inputs": [check.to_dict() for check in self.inputs],
+        }
+
+    def __str__(self):
+        mode = "fast (random projections uᵀJv)" if self.fast else "full Jacobian"
+        lines = [
+            f"gradcheck {'passed' if self.ok else 'FAILED'}: {mode}, output shape {self.output_shape}, "
+            f"eps={self.eps:g} atol={self.atol:g} rtol={self.rtol:g}"
+        ]
+        if self.upcast:
+            listed = ", ".join(str(index) for index in self.upcast)
+            lines.append(f"input(s) {listed} not float64: checked in float64 copies")
+        header = (
+            f"{'input':<6}{'shape':<14}{'max abs err':>13}{'max rel err':>13}{'mismatches':>12}  "
+            f"{'worst element':<22}{'analytical':>16}{'numerical':>16}  result"
+        )
+        lines.append(header)
+        for check in self.inputs:
+            lines.append(
+                f"{check.index:<6}{str(check.shape):<14}{check.max_abs_error:>13.2e}{check.max_rel_error:>13.2e}"
+                f"{f'{check.mismatches}/{check.compared}':>12}  {_describe_worst(check):<22}"
+                f"{check.analytical:>+16.8g}{check.numerical:>+16.8g}  {'pass' if check.ok else 'FAIL'}"
+            )
+        for check in self.inputs:
+            if check.nondifferentiable:
+                where = ", ".join(str(index) for index in check.nondifferentiable_at)
+                lines.append(
+                    f"input {check.index}: {check.nondifferentiable} non-differentiable point(s) where the one-sided "
+                    f"differences disagree{' at ' + where if where else ''} (not counted as failures)"
+                )
+        worst = self.worst()
+        if worst is not None:
+            lines.append(
+                f"worst mismatch: input {worst.index}, element {_describe_worst(worst)}: "
+                f"analytical {worst.analytical:+.8g}, numerical {worst.numerical:+.8g}"
+            )
+        return "\n".join(lines)
+
+
+def _nan_first(value):
+    return np.inf if np.isnan(value) else value
+
+
+def _finite_or_none(value):
+    return float(value) if np.isfinite(value) else None
+
+
+def _describe_worst(check):
+    if check.worst_index is None:
+        return "uᵀJv"
+    if check.worst_output_index is None or check.worst_output_index == ():
+        return str(check.worst_index)
+    return f"out {check.worst_output_index} in {check.worst_index}"
+
+
+def _compare(index, shape, output_shape, analytical, numerical, left, right, atol, rtol, fast=False):
+    """Compare (outputs x inputs) arrays: analytical vs central differences, with the one-sided ones for kinks."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        abs_error = np.abs(analytical - numerical)
+        tolerance = atol + rtol * np.abs(numerical)
+        low, high = np.minimum(left, right), np.maximum(left, right)
+        kink = (
+            (high - low > atol + rtol * np.maximum(np.abs(low), np.abs(high)))
+            & (analytical >= low - tolerance)
+            & (analytical <= high + tolerance)
+        )
+        mismatch = ~(abs_error <= tolerance) & ~kink
+        rel_error = abs_error / np.maximum(np.abs(numerical), max(atol, np.finfo(np.float64).tiny))
+        score = np.where(np.isnan(abs_error), np.inf, abs_error)
+    score[kink] = -1.0
+    kink_inputs = [] if fast else sorted({int(i) for i in np.nonzero(kink)[1]})[:10]
+    if abs_error.size == 0:
+        return InputCheck(index, shape, 0.0, 0.0, None, None, 0.0, 0.0, 0, 0, 0)
+    worst = int(np.argmax(score))
+    row, column = divmod(worst, abs_error.shape[1])
+    return InputCheck(
+        index=index,
+        shape=tuple(shape),
+        max_abs_error=float(np.max(abs_error[~kink], initial=0.0)),
+        max_rel_error=float(np.max(rel_error[~kink], initial=0.0)),
+        worst_index=None if fast else tuple(int(i) for i in np.unravel_index(column, shape)),
+        worst_output_index=None if fast else tuple(int(i) for i in np.unravel_index(row, output_shape)),
+        analytical=float(analytical.flat[worst]),
+        numerical=float(numerical.flat[worst]),
+        mismatches=int(mismatch.sum()),
+        compared=int(abs_error.size),
+        nondifferentiable=int(kink.sum()),
+        nondifferentiable_at=[tuple(int(i) for i in np.unravel_index(j, shape)) for j in kink_inputs],
+    )
+
+
+def _differences(plus, minus, base, eps):
+    """Central, left and right differences: (f+ - f-) / 2eps, (f0 - f-) / eps, (f+ - f0) / eps."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (plus - minus) / (2 * eps), (base - minus) / eps, (plus - base) / eps
+
+
+def _is_checked(value):
+    if isinstance(value, Tensor):
+        return value.requires_grad
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def _prepare(inputs):
+    """float64 leaf copies of the inputs to check (Tensors requiring grad, float arrays); float constants upcast."""
+    if isinstance(inputs, (Tensor, np.ndarray)):
+        inputs = [inputs]
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"gradcheck: inputs must be a list or tuple of Tensors or arrays, got {type(inputs).__name__}")
+    args, checked, upcast = [], [], []
+    for index, value in enumerate(inputs):
+        if _is_checked(value):
+            data = value.data if isinstance(value, Tensor) else value
+            if data.dtype != np.float64:
+                upcast.append(index)
+            args.append(Tensor(_float64_copy(data), requires_grad=True))
+            checked.append(index)
+        elif isinstance(value, Tensor) and value.dtype.kind == "f":
+            args.append(Tensor(_float64_copy(value)))
+        else:
+            args.append(value)
+    if not checked:
+        raise ValueError(
+            "gradcheck: no input requires a gradient; pass Tensors with requires_grad=True or float numpy arrays"
+        )
+    return args, checked, upcast
+
+
+def _run(fn, args):
+    output = fn(*args)
+    if not isinstance(output, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(output).__name__}")
+    if output.dtype.kind != "f":
+        raise TypeError(f"gradcheck: fn must return a floating-point Tensor, got dtype {output.dtype}")
+    return output
+
+
+def _evaluate(fn, args):
+    with no_grad():
+        return np.array(fn(*args).data, dtype=np.float64).reshape(-1)
+
+
+def _vector_jacobian(output, args, checked, upstream):
+    """d(upstream · output)/d input for every checked input, by one backward."""
+    for index in checked:
+        args[index].grad = None
+    if output.requires_grad:
+        output.backward(upstream, retain_graph=True)
+    return [np.zeros(args[i].shape) if args[i].grad is None else args[i].grad.data for i in checked]
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
+    """Check fn's autograd gradients against central differences in float64; returns a GradcheckReport.
+
+    Inputs checked: Tensors with requires_grad=True and float numpy arrays; others are constants.
+    Full mode compares the whole Jacobian (two forward passes per input element, one backward per output
+    element); `fast=True` compares one random projection uᵀJv per input (two forward passes per input).
+    Where the one-sided differences disagree and the analytical value lies between them (relu at 0, tied
+    maxima) the element is reported as non-differentiable, not as a failure.
+    """
+    args, checked, upcast = _prepare(inputs)
+    output = _run(fn, args)
+    base = np.array(output.data, dtype=np.float64).reshape(-1)
+    results = []
+    if fast:
+        rng = np.random.default_rng(seed)
+        u = _unit(rng.standard_normal(output.shape))
+        grads = _vector_jacobian(output, args, checked, u)
+        for index, grad in zip(checked, grads):
+            v = _unit(rng.standard_normal(args[index].shape))
+            plus, minus = _along(fn, args, index, v, eps)
+            project = u.reshape(-1)
+            central, left, right = _differences(project @ plus, project @ minus, project @ base, eps)
+            analytical = np.array([[np.sum(grad * v)]])
+            results.append(
+                _compare(index, args[index].shape, output.shape, analytical, np.array([[central]]),
+                         np.array([[left]]), np.array([[right]]), atol, rtol, fast=True)
+            )
+    else:
+        rows = []
+        for i in range(output.size):
+            seed_vector = np.zeros(output.shape)
+            seed_vector.flat[i] = 1.0
+            rows.append([grad.reshape(-1) for grad in _vector_jacobian(output, args, checked, seed_vector)])
+        for position, index in enumerate(checked):
+            analytical = np.array([row[position] for row in rows]).reshape(output.size, -1)
+            plus, minus = _each_element(fn, args, index, eps)
+            central, left, right = _differences(plus, minus, base[:, None], eps)
+            results.append(
+                _compare(index, args[index].shape, output.shape, analytical, central, left, right, atol, rtol)
+            )
+    return GradcheckReport(results, tuple(output.shape), fast, eps, atol, rtol, upcast)
+
+
+def _unit(vector):
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else np.ones_like(vector)
+
+
+def _each_element(fn, args, index, eps):
+    """f(x ± eps e_j) for every element j of input `index`: two (outputs x elements) arrays."""
+    flat = args[index].data.reshape(-1)
+    plus = minus = None
+    for j in range(flat.size):
+        original = flat[j]
+        flat[j] = original + eps
+        up = _evaluate(fn, args)
+        flat[j] = original - eps
+        down = _evaluate(fn, args)
+        flat[j] = original
+        if plus is None:
+            plus, minus = np.empty((up.size, flat.size)), np.empty((up.size, flat.size))
+        plus[:, j], minus[:, j] = up, down
+    if plus is None:
+        size = _evaluate(fn, args).size
+        plus, minus = np.empty((size, 0)), np.empty((size, 0))
+    return plus, minus
+
+
+def _along(fn, args, index, direction, eps):
+    """f(x ± eps v) with input `index` moved along `direction`."""
+    tensor = args[index]
+    original = tensor.data
+    tensor.data = original + eps * direction
+    plus = _evaluate(fn, args)
+    tensor.data = original - eps * direction
+    minus = _evaluate(fn, args)
+    tensor.data = original
+    return plus, minus
+
+
+# ---- check_nodes: every node's backward against finite differences of its own forward ----
+
+
+@dataclass
+class NodeCheck:
+    """One node of the graph: its backward on its recorded inputs against differences of its forward."""
+
+    position: int
+    op_name: str
+    input_shapes: list
+    output_shape: tuple
+    location: str
+    inputs: list
+    error: str | None = None
+
+    @property
+    def ok(self):
+        return self.error is None and all(check.ok for check in self.inputs)
+
+    @property
+    def max_abs_error(self):
+        return max((check.max_abs_error for check in self.inputs), default=0.0, key=_nan_first)
+
+    @property
+    def max_rel_error(self):
+        return max((check.max_rel_error for check in self.inputs), default=0.0, key=_nan_first)
+
+    def to_dict(self):
+        return {
+            "position": self.position,
+            "op": self.op_name,
+            "input_shapes": [list(shape) for shape in self.input_shapes],
+            "output_shape": list(self.output_shape),
+            "location": self.location,
+            "ok": self.ok,
+            "max_abs_error": _finite_or_none(self.max_abs_error),
+            "max_rel_error": _finite_or_none(self.max_rel_error),
+            "error": self.error,
+            "inputs": [check.to_dict() for check in self.inputs],
+        }
+
+
+@dataclass
+class NodesReport:
+    """What `check_nodes` found: one NodeCheck per node in backward order, and the first that fails."""
+
+    nodes: list
+    fast: bool
+
+    @property
+    def ok(self):
+        return all(node.ok for node in self.nodes)
+
+    @property
+    def first_failure(self):
+        return next((node for node in self.nodes if not node.ok), None)
+
+    def to_dict(self):
+        first = self.first_failure
+        return {
+            "ok": self.ok,
+            "mode": "fast" if self.fast else "full",
+            "first_failure": None if first is None else first.to_dict(),
+            "nodes": [node.to_dict() for node in self.nodes],
+        }
+
+    def __str__(self):
+        lines = [
+            f"{'#':<4}{'op':<30}{'inputs':<26}{'output':<12}{'max abs err':>13}{'max rel err':>13}  "
+            f"{'result':<7}created at"
+        ]
+        for node in self.nodes:
+            shapes = ", ".join(str(shape) for shape in node.input_shapes)
+            lines.append(
+                f"{node.position:<4}{node.op_name:<30}{shapes:<26}{str(node.output_shape):<12}"
+                f"{node.max_abs_error:>13.2e}{node.max_rel_error:>13.2e}  {'pass' if node.ok else 'FAIL':<7}"
+                f"{node.location}"
+            )
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def summary(self):
+        """One line: all nodes pass, or the first failing node in backward order and its worst element."""
+        first = self.first_failure
+        if first is None:
+            return f"every node's backward matches its forward ({len(self.nodes)} nodes)"
+        line = f"first failing node in backward order: #{first.position} {first.op_name}, created at {first.location}"
+        if first.error is not None:
+            return f"{line}: {first.error}"
+        worst = max(
+            (check for check in first.inputs if not check.ok), key=lambda check: _nan_first(check.max_abs_error)
+        )
+        return (
+            f"{line}: input {worst.index}, element {_describe_worst(worst)}: "
+            f"analytical {worst.analytical:+.8g}, numerical {worst.numerical:+.8g}"
+        )
+
+
+def _location(node):
+    if node.location is None:
+        return "unknown"
+    path, line = node.location
+    relative = os.path.relpath(path)
+    return f"{path if relative.startswith('..') else relative}:{line}"
+
+
+def _node_forward(node, arrays):
+    ctx = Context(node.op, node.attrs)
+    ctx.needs_input_grad = node.needs_input_grad
+    with np.errstate(all="ignore"):
+        return np.array(node.op.forward(ctx, *arrays), dtype=np.float64)
+
+
+def check_nodes(output, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
+    """Check every node that made `output` on its own: its backward, fed a random upstream gradient g, against
+    central differences of g · forward on float64 copies of its recorded inputs. Returns a NodesReport.
+
+    The node's forward is re-run on its parents' data, so this works after `backward()` released the graph.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"check_nodes: output must be a Tensor, got {type(output).__name__}")
+    if output.grad_fn is None:
+        raise ValueError("check_nodes: output was not made by a recorded op (no input required a gradient)")
+    rng = np.random.default_rng(seed)
+    checks = []
+    for position, node in enumerate(backward_order(output)):
+        arrays = [_float64_copy(p) if p.dtype.kind == "f" else p.data for p in node.parents]
+        row = NodeCheck(position, node.op_name, [p.shape for p in node.parents], (), _location(node), [])
+        checks.append(row)
+        try:
+            base = _node_forward(node, arrays)
+            row.output_shape = base.shape
+            upstream = rng.standard_normal(base.shape)
+            grads = _node_backward(node, arrays, upstream)
+        except Exception as error:  # a broken op is what this check is for: report it on its row
+            row.error = f"{type(error).__name__}: {error}"
+            continue
+        total = float(np.sum(upstream * base))
+        for index, grad in enumerate(grads):
+            if not node.needs_input_grad[index]:
+                continue
+            if fast:
+                v = _unit(rng.standard_normal(arrays[index].shape))
+                plus, minus = _node_along(node, arrays, index, v, upstream, eps)
+                central, left, right = _differences(plus, minus, total, eps)
+                analytical = np.array([[np.sum(grad * v)]])
+                row.inputs.append(_compare(index, arrays[index].shape, (), analytical, np.array([[central]]),
+                                           np.array([[left]]), np.array([[right]]), atol, rtol, fast=True))
+            else:
+                plus, minus = _node_each_element(node, arrays, index, upstream, eps)
+                central, left, right = _differences(plus, minus, total, eps)
+                row.inputs.append(_compare(index, arrays[index].shape, (), grad.reshape(1, -1), central[None],
+                                           left[None], right[None], atol, rtol))
+    return NodesReport(checks, fast)
+
+
+def _node_backward(node, arrays, upstream):
+    ctx = Context(node.op, node.attrs)
+    ctx.needs_input_grad = node.needs_input_grad
+    node.op.forward(ctx, *arrays)
+    grads = node.op.backward(ctx, upstream)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) != len(arrays):
+        raise ValueError(f"backward returned {len(grads)} gradient(s) for {len(arrays)} input(s)")
+    checked = []
+    for index, (array, grad) in enumerate(zip(arrays, grads)):
+        grad = np.zeros(np.shape(array)) if grad is None else np.asarray(grad, dtype=np.float64)
+        if node.needs_input_grad[index] and grad.shape != np.shape(array):
+            raise ValueError(
+                f"backward returned a gradient of shape {grad.shape} for input {index}, whose shape is {array.shape}"
+            )
+        checked.append(grad)
+    return checked
+
+
+def _node_each_element(node, arrays, index, upstream, eps):
+    flat = arrays[index].reshape(-1)
+    plus, minus = np.empty(flat.size), np.empty(flat.size)
+    for j in range(flat.size):
+        original = flat[j]
+        flat[j] = original + eps
+        plus[j] = np.sum(upstream * _node_forward(node, arrays))
+        flat[j] = original - eps
+        minus[j] = np.sum(upstream * _node_forward(node, arrays))
+        flat[j] = original
+    return plus, minus
+
+
+def _node_along(node, arrays, index, direction, upstream, eps):
+    original = arrays[index]
+    arrays[index] = original + eps * direction
+    plus = float(np.sum(upstream * _node_forward(node, arrays)))
+    arrays[index] = original - eps * direction
+    minus = float(np.sum(upstream * _node_forward(node, arrays)))
+    arrays[index] = original
+    return plus, minus
+
+
+def model_fn(model, loss_fn):
+    """(fn, params) for gradcheck: fn(*params) = loss_fn(model) with model's parameters replaced by its arguments."""
+    names = [name for name, _ in model.named_parameters()]
+    params = [param for _, param in model.named_parameters()]
+
+    def fn(*values):
+        originals = [_swap_parameter(model, name, value) for name, value in zip(names, values)]
+        try:
+            return loss_fn(model)
+        finally:
+            for name, original in zip(names, originals):
+                _swap_parameter(model, name, original)
+
+    return fn, params
+
+
+def _swap_parameter(model, dotted_name, value):
+    """Set the parameter at `dotted_name` (e.g. "layers.0.weight") to value; return what was there."""
+    *path, attribute = dotted_name.split(".")
+    owner = model
+    for part in path:
+        owner = owner[int(part)] if isinstance(owner, (list, tuple)) else getattr(owner, part)
+    previous = getattr(owner, attribute)
+    setattr(owner, attribute, value)
+    return previous
+
+
+def localize(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
+    """`check_nodes` on the graph fn builds from float64 copies of the inputs gradcheck would check."""
+    args, _, _ = _prepare(inputs)
+    return check_nodes(_run(fn, args), eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed)

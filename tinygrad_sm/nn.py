@@ -1,5 +1,9 @@
 """Modules: parameters found by walking attributes, layers, and the two linear classifiers of the softmax story."""
 
+import os
+import tempfile
+import zipfile
+
 import numpy as np
 
 from tinygrad_sm import functional as F
@@ -52,10 +56,12 @@ class Module:
                 yield from value.named_modules(f"{prefix}{name}.")
 
     def named_parameters(self):
-        """(dotted path, parameter) pairs such as ("layers.0.weight", Tensor)."""
+        """(dotted path, parameter) pairs such as ("layers.0.weight", Tensor); a shared parameter comes once."""
+        seen = set()
         for path, module in self.named_modules():
             for name, value in module._named_members():
-                if isinstance(value, Tensor) and value.requires_grad:
+                if isinstance(value, Tensor) and value.requires_grad and id(value) not in seen:
+                    seen.add(id(value))
                     yield path + name, value
 
     def parameters(self):
@@ -73,11 +79,75 @@ class Module:
     def eval(self):
         return self.train(False)
 
+    def state_dict(self):
+        """{dotted path: a copy of the parameter's array}, in the order of `named_parameters()`."""
+        return {name: param.data.copy() for name, param in self.named_parameters()}
+
+    def load_state_dict(self, state_dict):
+        """Copy every array of `state_dict` into the parameter of that name; all checked before any is changed."""
+        params = dict(self.named_parameters())
+        arrays = {name: np.asarray(getattr(value, "data", value)) for name, value in state_dict.items()}
+        problems = []
+        for name, param in params.items():
+            if name not in arrays:
+                problems.append(f"missing key {name!r} (shape {param.shape})")
+            elif arrays[name].shape != param.shape:
+                problems.append(f"shape mismatch for {name!r}: the model has {param.shape}, got {arrays[name].shape}")
+            elif arrays[name].dtype.kind not in "fiu":
+                problems.append(f"{name!r} holds dtype {arrays[name].dtype}; expected numbers")
+        problems += [f"unexpected key {name!r} (shape {arrays[name].shape})" for name in arrays if name not in params]
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for name, param in params.items():
+            param.data = arrays[name].astype(param.dtype)
+        return self
+
+    def save(self, path):
+        """Write `state_dict()` to the .npz file `path` (as `np.savez` does): a temporary file, then a rename."""
+        path = os.fspath(path)
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as file, zipfile.ZipFile(file, "w") as archive:
+                for name, array in self.state_dict().items():
+                    with archive.open(f"{name}.npy", "w") as member:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; give it the mode a new file gets
+            os.replace(temporary, path)
+        except BaseException:
+            os.remove(temporary)
+            raise
+
+    def load(self, path):
+        """Read a file written by `save` (never unpickling) and `load_state_dict` it; returns the module."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"cannot load {path!r}: no such file")
+        with open(path, "rb") as file:
+            if file.read(4) != b"PK\x03\x04":
+                raise ValueError(f"cannot load {path!r}: it is not an .npz file (no zip header)")
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                state = {name: saved[name] for name in saved.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"cannot load {path!r} as a saved model (.npz): {error}") from error
+        try:
+            return self.load_state_dict(state)
+        except ValueError as error:
+            raise ValueError(f"{path!r} does not fit this model: {error}") from error
+
 
 class Linear(Module):
     """y = x Wᵀ + b, W of shape (out_features, in_features); PyTorch's init, uniform in ±1/sqrt(in_features)."""
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        for name, size in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"Linear: {name} must be a positive integer, got {size!r}")
         bound = 1 / np.sqrt(in_features)
         generator = _generator(rng)
         self.weight = Tensor(

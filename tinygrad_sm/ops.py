@@ -412,14 +412,16 @@ class LogSumExp(Function):
         normalize_axes(ctx.axis, x.ndim)
         top = x.max(axis=ctx.axis, keepdims=True)
         top = np.where(np.isfinite(top), top, 0)
-        out = top + np.log(np.exp(x - top).sum(axis=ctx.axis, keepdims=True))
-        ctx.save_for_backward(x, out)
+        exps = np.exp(x - top)
+        sums = exps.sum(axis=ctx.axis, keepdims=True)
+        out = top + np.log(sums)
+        ctx.save_for_backward(exps / sums)  # softmax from the shifted exps: exp(x - out) loses out's rounding
         return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
 
     @staticmethod
     def backward(ctx, grad_output):
-        x, out = ctx.saved_tensors
-        return expand_reduced(grad_output, x.shape, ctx.axis, ctx.keepdims) * np.exp(x - out)
+        (probabilities,) = ctx.saved_tensors
+        return expand_reduced(grad_output, probabilities.shape, ctx.axis, ctx.keepdims) * probabilities
 
 
 def _reduce(losses, reduction):

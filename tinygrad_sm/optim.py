@@ -1,66 +1,92 @@
 """Optimisers with PyTorch's update rules; weight decay is added to the gradient, as PyTorch's SGD and Adam do."""
 
+import math
+
 import numpy as np
+
+from tinygrad_sm.tensor import Tensor
 
 
 class Optimizer:
-    def __init__(self, params, lr):
+    """Holds the parameters and their per-parameter state; `step()` updates each parameter's array in place."""
+
+    def __init__(self, params, lr, weight_decay):
+        if isinstance(params, Tensor):
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors, got a single Tensor")
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty list of parameters")
-        if not lr >= 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {lr}")
+        for index, param in enumerate(self.params):
+            if not isinstance(param, Tensor) or param.dtype.kind != "f":
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {index} must be a floating-point Tensor, got {param!r:.60}"
+                )
+        if len({id(param) for param in self.params}) != len(self.params):
+            raise ValueError(f"{type(self).__name__}: a parameter appears more than once in the list")
+        _check_at_least_zero(self, "learning rate", lr)
+        _check_at_least_zero(self, "weight_decay", weight_decay)
         self.lr = lr
+        self.weight_decay = weight_decay
+        self.state = {}
 
     def zero_grad(self):
         for param in self.params:
             param.grad = None
 
-    def _gradients(self, weight_decay):
-        """(param, g) for every param with a gradient, g = grad + weight_decay * param."""
+    def _gradients(self):
+        """(param, its state dict, g) for every param with a gradient, g = grad + weight_decay * param."""
         for param in self.params:
             if param.grad is not None:
-                grad = param.grad.data
-                yield param, grad + weight_decay * param.data if weight_decay else grad
+                grad = param.grad.data.astype(param.dtype, copy=False)
+                if self.weight_decay:
+                    grad = grad + self.weight_decay * param.data
+                yield param, self.state.setdefault(id(param), {}), grad
 
 
 class SGD(Optimizer):
-    """b ← μ b + g (b = g at the first step); p ← p - lr b, with g = ∇ + λ p."""
+    """b ← μ b + g (b = g at the first step), p ← p - lr b; without momentum p ← p - lr g; g = ∇ + λ p."""
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        super().__init__(params, lr)
+        super().__init__(params, lr, weight_decay)
+        _check_at_least_zero(self, "momentum", momentum)
         self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.velocity = {}
 
     def step(self):
-        for param, grad in self._gradients(self.weight_decay):
+        for param, state, grad in self._gradients():
             if self.momentum:
-                key = id(param)
-                self.velocity[key] = grad if key not in self.velocity else self.momentum * self.velocity[key] + grad
-                grad = self.velocity[key]
+                if "momentum_buffer" in state:
+                    grad = self.momentum * state["momentum_buffer"] + grad
+                else:
+                    grad = grad.copy()
+                state["momentum_buffer"] = grad
             param.data -= self.lr * grad
 
 
 class Adam(Optimizer):
-    """m ← β₁m + (1-β₁)g, v ← β₂v + (1-β₂)g², p ← p - lr m̂ / (sqrt(v̂) + ε), hats bias-corrected."""
+    """m ← β₁m + (1-β₁)g, v ← β₂v + (1-β₂)g², p ← p - lr/(1-β₁ᵗ) · m / (sqrt(v)/sqrt(1-β₂ᵗ) + ε)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
-        self.betas = betas
+        super().__init__(params, lr, weight_decay)
+        for index, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Adam: betas[{index}] must lie in [0, 1), got {beta}")
+        _check_at_least_zero(self, "eps", eps)
+        self.betas = tuple(betas)
         self.eps = eps
-        self.weight_decay = weight_decay
-        self.steps = 0
-        self.moments = {}
 
     def step(self):
-        self.steps += 1
         beta1, beta2 = self.betas
-        for param, grad in self._gradients(self.weight_decay):
-            first, second = self.moments.get(id(param), (np.zeros_like(param.data), np.zeros_like(param.data)))
-            first = beta1 * first + (1 - beta1) * grad
-            second = beta2 * second + (1 - beta2) * grad * grad
-            self.moments[id(param)] = (first, second)
-            first_hat = first / (1 - beta1**self.steps)
-            second_hat = second / (1 - beta2**self.steps)
-            param.data -= self.lr * first_hat / (np.sqrt(second_hat) + self.eps)
+        for param, state, grad in self._gradients():
+            if not state:
+                state.update(step=0, exp_avg=np.zeros_like(param.data), exp_avg_sq=np.zeros_like(param.data))
+            state["step"] += 1
+            state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * grad
+            state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+            step_size = self.lr / (1 - beta1 ** state["step"])
+            denominator = np.sqrt(state["exp_avg_sq"]) / math.sqrt(1 - beta2 ** state["step"]) + self.eps
+            param.data -= step_size * state["exp_avg"] / denominator
+
+
+def _check_at_least_zero(optimizer, name, value):
+    if not value >= 0:
+        raise ValueError(f"{type(optimizer).__name__}: {name} must be >= 0, got {value}")

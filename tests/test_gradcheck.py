@@ -1,0 +1,333 @@
+"""gradcheck, fast mode and check_nodes: they pass on every op of the registry, and fail, naming the op, when its
+backward is broken on purpose."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import numerical_gradients
+
+from tinygrad_sm import Function, Tensor, ops
+from tinygrad_sm import functional as F
+from tinygrad_sm.cases import MODEL_CASES, OP_CASES
+from tinygrad_sm.gradcheck import check_nodes, gradcheck, localize, model_fn, numerical_jacobian
+
+
+def _tensors(case, seed=0):
+    return [Tensor(array, requires_grad=True) for array in case.inputs(seed=seed)]
+
+
+def _scaled(original, factor):
+    """A backward that calls the right one and scales what it returns: a dropped (or doubled) factor."""
+
+    def backward(ctx, grad_output):
+        grads = original(ctx, grad_output)
+        if isinstance(grads, tuple):
+            return tuple(None if grad is None else grad * factor for grad in grads)
+        return grads * factor
+
+    return staticmethod(backward)
+
+
+def _failing_ops(report):
+    return {node.op_name for node in report.nodes if not node.ok}
+
+
+# ---- every registered op passes ----
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_every_case_passes_full_fast_and_per_node(case):
+    report = gradcheck(case.fn, case.inputs())
+    assert report.ok, str(report)
+    assert report.max_abs_error < 1e-7
+    assert gradcheck(case.fn, case.inputs(), fast=True).ok
+    nodes = check_nodes(case.fn(*_tensors(case)))
+    assert nodes.ok and nodes.first_failure is None, str(nodes)
+    assert [node.op_name for node in nodes.nodes] == [case.op]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=lambda case: case.name)
+def test_models_pass_in_fast_mode_and_per_node(case):
+    model, loss_fn = case.build()
+    fn, params = model_fn(model, loss_fn)
+    report = gradcheck(fn, params, fast=True, seed=3)
+    assert report.ok, str(report)
+    assert len(report.inputs) == len(model.parameters())
+    assert localize(fn, params, fast=True).ok
+
+
+# ---- every registered op, broken on purpose, fails: full, fast, and the localiser names it ----
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0], ids=["dropped factor", "doubled"])
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_breaking_an_op_is_caught_and_localised(case, factor, monkeypatch):
+    op = getattr(ops, case.op)
+    monkeypatch.setattr(op, "backward", _scaled(op.backward, factor))
+    full = gradcheck(case.fn, case.inputs())
+    assert not full.ok
+    assert full.worst() is not None and full.worst().mismatches > 0
+    for seed in (0, 1, 2):
+        assert not gradcheck(case.fn, case.inputs(), fast=True, seed=seed).ok, f"fast mode, seed {seed}"
+    for fast in (False, True):
+        nodes = check_nodes(case.fn(*_tensors(case)), fast=fast)
+        assert nodes.first_failure.op_name == case.op
+        assert _failing_ops(nodes) == {case.op}
+
+
+def _first_slice_unbroadcast(grad, shape):
+    """The classic slip: reduce broadcast axes by taking one slice instead of summing."""
+    while grad.ndim > len(shape):
+        grad = grad[0]
+    for axis, size in enumerate(shape):
+        if size == 1 and grad.shape[axis] != 1:
+            grad = np.take(grad, [0], axis=axis)
+    return grad
+
+
+def test_forgotten_unbroadcast_sum_in_add_is_caught(monkeypatch):
+    def backward(ctx, grad_output):
+        a_shape, b_shape = ctx.saved_tensors
+        return _first_slice_unbroadcast(grad_output, a_shape), _first_slice_unbroadcast(grad_output, b_shape)
+
+    monkeypatch.setattr(ops.Add, "backward", staticmethod(backward))
+    a, b = np.random.default_rng(0).standard_normal((3, 1, 4)), np.random.default_rng(1).standard_normal((2, 4))
+    report = gradcheck(lambda x, y: (x + y).tanh(), [a, b])
+    assert not report.inputs[0].ok and not report.inputs[1].ok
+    assert gradcheck(lambda x, y: (x + y).tanh(), [a, b], fast=True).ok is False
+    nodes = localize(lambda x, y: (x + y).tanh(), [a, b])
+    assert nodes.first_failure.op_name == "Add" and _failing_ops(nodes) == {"Add"}
+
+
+def test_missing_transpose_in_matmul_is_caught(monkeypatch):
+    original = ops.MatMul.backward
+
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        return grad_output @ b, original(ctx, grad_output)[1]  # should be grad_output @ b.T
+
+    monkeypatch.setattr(ops.MatMul, "backward", staticmethod(backward))
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((3, 4)), rng.standard_normal((4, 4))]
+    report = gradcheck(lambda a, b: (a @ b).sum(), inputs)
+    assert not report.inputs[0].ok and report.inputs[1].ok
+    assert not gradcheck(lambda a, b: (a @ b).sum(), inputs, fast=True).ok
+    assert localize(lambda a, b: (a @ b).relu().sum(), inputs).first_failure.op_name == "MatMul"
+
+
+def test_softmax_backward_without_the_outer_product_term_is_caught(monkeypatch):
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return out * grad_output  # only diag(a) of the Jacobian diag(a) - a aᵀ
+
+    monkeypatch.setattr(ops.Softmax, "backward", staticmethod(backward))
+    z = np.random.default_rng(0).standard_normal((2, 4))
+    report = gradcheck(lambda t: t.softmax(axis=-1), [z])
+    assert not report.ok and report.inputs[0].compared == 8 * 8
+    assert localize(lambda t: (t * 2).softmax(axis=-1).log().sum(), [z]).first_failure.op_name == "Softmax"
+
+
+# ---- what the report holds ----
+
+
+class Cube(Function):
+    """d/dx x³ = 3x²"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * 3 * x**2
+
+
+class WrongCube(Cube):
+    """The factor 3 dropped."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * x**2
+
+
+def test_users_own_function_right_and_wrong():
+    x = np.array([0.5, -1.5, 2.0])
+    assert gradcheck(lambda t: Cube.apply(t).sum(), [x]).ok
+    report = gradcheck(lambda t: WrongCube.apply(t).sum(), [x])
+    worst = report.inputs[0]
+    assert not report.ok and worst.mismatches == 3
+    assert worst.worst_index == (2,)
+    assert worst.analytical == pytest.approx(2.0**2) and worst.numerical == pytest.approx(3 * 2.0**2, rel=1e-8)
+    output = (WrongCube.apply(Tensor(x, requires_grad=True)) * 2).sum()
+    line = _line_of("output = (WrongCube.apply")
+    nodes = check_nodes(output)
+    assert nodes.first_failure.op_name == "WrongCube"
+    assert nodes.first_failure.location.endswith(f"test_gradcheck.py:{line}")
+    assert [node.op_name for node in nodes.nodes] == ["Sum", "Mul", "WrongCube"]
+    assert "WrongCube" in nodes.summary() and "WrongCube" in str(nodes)
+
+
+def _line_of(text):
+    with open(__file__) as source:
+        return next(number for number, line in enumerate(source, 1) if text in line and "_line_of" not in line)
+
+
+def test_worst_values_agree_with_an_independent_jacobian():
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    report = gradcheck(lambda a, b: WrongCube.apply(a * b).sum(), [x, w])
+    check = report.inputs[0]
+    numerical = numerical_gradients(lambda a, b: (a * b) ** 3, [x, w], np.ones((3, 2)))[0]
+    analytical = (x * w) ** 2 * w
+    assert check.numerical == pytest.approx(numerical[check.worst_index], rel=1e-6)
+    assert check.analytical == pytest.approx(analytical[check.worst_index], rel=1e-12)
+    assert check.max_abs_error == pytest.approx(np.abs(analytical - numerical).max(), rel=1e-6)
+    assert check.worst_index == np.unravel_index(np.argmax(np.abs(analytical - numerical)), x.shape)
+
+
+class ScaleWrongAtTwo(Function):
+    """y = c * x elementwise with c = (1, 2, 3); the backward gets c[2] wrong."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * np.array([1.0, 2.0, 3.0])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * np.array([1.0, 2.0, 3.5])
+
+
+def test_non_scalar_output_checks_the_whole_jacobian():
+    report = gradcheck(lambda t: ScaleWrongAtTwo.apply(t), [np.array([0.3, -0.2, 0.9])])
+    check = report.inputs[0]
+    assert report.output_shape == (3,) and check.compared == 9 and check.mismatches == 1
+    assert check.worst_output_index == (2,) and check.worst_index == (2,)
+    assert check.analytical == 3.5 and check.numerical == pytest.approx(3.0)
+    assert "out (2,) in (2,)" in str(report)
+
+
+def test_float32_inputs_are_checked_in_float64_copies_and_left_untouched():
+    x32 = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    tensor = Tensor(x32.copy(), requires_grad=True)
+    report = gradcheck(lambda t: t.tanh().sum(), [tensor])
+    assert report.ok and report.upcast == [0]
+    assert "checked in float64 copies" in str(report)
+    assert tensor.dtype == np.float32 and np.array_equal(tensor.data, x32) and tensor.grad is None
+    naive = numerical_jacobian(lambda t: Tensor(t.data.astype(np.float32)).tanh().sum(), x32)
+    assert np.abs(naive - (1 - np.tanh(x32.astype(np.float64)) ** 2).reshape(1, -1)).max() > 1e-3
+
+
+def test_relu_at_zero_and_tied_max_are_non_differentiable_points_not_failures():
+    relu = gradcheck(lambda t: t.relu().sum(), [np.array([-1.0, 0.0, 2.0])])
+    assert relu.ok and relu.inputs[0].nondifferentiable == 1 and relu.inputs[0].nondifferentiable_at == [(1,)]
+    assert "non-differentiable" in str(relu)
+    tied = gradcheck(lambda t: t.max(), [np.array([1.0, 3.0, 3.0])])
+    assert tied.ok and tied.inputs[0].nondifferentiable_at == [(1,), (2,)]
+    assert gradcheck(lambda t: t.max(), [np.array([1.0, 3.0, 3.0])], fast=True, seed=1).ok
+
+
+class BadKinkRelu(Function):
+    """relu whose backward sends 5 at exactly 0: outside the one-sided range [0, 1], so a failure."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * np.where(x == 0, 5.0, x > 0)
+
+
+def test_a_gradient_outside_the_one_sided_range_at_a_kink_still_fails():
+    report = gradcheck(lambda t: BadKinkRelu.apply(t).sum(), [np.array([-1.0, 0.0, 2.0])])
+    assert not report.ok and report.inputs[0].worst_index == (1,) and report.inputs[0].nondifferentiable == 0
+
+
+def test_fast_mode_costs_two_forward_passes_per_input():
+    calls = []
+
+    def fn(a, b):
+        calls.append(1)
+        return (a * b).sum()
+
+    inputs = [np.ones((10, 10)), np.full(10, 2.0)]
+    gradcheck(fn, inputs, fast=True)
+    assert len(calls) == 1 + 2 * 2
+    calls.clear()
+    gradcheck(fn, inputs)
+    assert len(calls) == 1 + 2 * (100 + 10)
+
+
+def test_report_to_dict_is_json():
+    report = gradcheck(lambda t: WrongCube.apply(t).sum(), [np.array([1.0, 2.0])], eps=1e-5, atol=1e-6)
+    parsed = json.loads(json.dumps(report.to_dict()))
+    assert parsed["ok"] is False and parsed["eps"] == 1e-5 and parsed["atol"] == 1e-6 and parsed["mode"] == "full"
+    assert parsed["inputs"][0]["worst_index"] == [1] and parsed["inputs"][0]["analytical"] == pytest.approx(4.0)
+    nodes = localize(lambda t: WrongCube.apply(t).sum(), [np.array([1.0, 2.0])])
+    assert json.loads(json.dumps(nodes.to_dict()))["first_failure"]["op"] == "WrongCube"
+
+
+def test_check_nodes_works_after_backward_released_the_graph():
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3)), requires_grad=True)
+    loss = F.softmax_cross_entropy(x.tanh() * 3, np.array([0, 1, 2, 1]))
+    loss.backward()
+    nodes = check_nodes(loss)
+    assert nodes.ok and [node.op_name for node in nodes.nodes] == ["SoftmaxCrossEntropy", "Mul", "Tanh"]
+
+
+def test_check_nodes_on_float32_graph_uses_float64_copies():
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32), requires_grad=True)
+    nodes = check_nodes((x @ x).sigmoid().mean())
+    assert nodes.ok, str(nodes)
+    assert max(node.max_abs_error for node in nodes.nodes) < 1e-8  # eps = 1e-6 is below float32's resolution
+
+
+class WrongShape(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output.sum(axis=0)
+
+
+def test_check_nodes_reports_a_backward_of_the_wrong_shape_on_its_row():
+    nodes = check_nodes(WrongShape.apply(Tensor(np.ones((2, 3)), requires_grad=True)).exp().sum())
+    assert nodes.first_failure.op_name == "WrongShape"
+    assert "shape (3,)" in nodes.first_failure.error and "(2, 3)" in nodes.first_failure.error
+
+
+def test_model_fn_restores_the_parameters():
+    model, loss_fn = MODEL_CASES[0].build()
+    before = model.parameters()
+    fn, params = model_fn(model, loss_fn)
+    assert gradcheck(fn, params, fast=True).ok
+    assert all(after is original for after, original in zip(model.parameters(), before))
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(TypeError, match="must return a Tensor"):
+        gradcheck(lambda t: 1.0, [np.ones(2)])
+    with pytest.raises(ValueError, match="no input requires a gradient"):
+        gradcheck(lambda t: t.sum(), [Tensor(np.ones(2))])
+    with pytest.raises(TypeError, match="list or tuple"):
+        gradcheck(lambda t: t.sum(), {"x": np.ones(2)})
+    with pytest.raises(ValueError, match="not made by a recorded op"):
+        check_nodes(Tensor(np.ones(2), requires_grad=True))
+
+
+def test_transposed_inputs_are_perturbed_not_copies_of_them():
+    weight = np.random.default_rng(0).standard_normal((4, 3)).T  # F-ordered: reshape(-1) would copy
+    assert gradcheck(lambda w: (w * w).sum(), [weight]).ok
+    x = Tensor(np.random.default_rng(1).standard_normal((5, 4)), requires_grad=True)
+    w = Tensor(np.random.default_rng(2).standard_normal((3, 4)), requires_grad=True)
+    nodes = check_nodes((x @ w.T).sum())
+    assert nodes.ok, str(nodes)
+    assert numerical_jacobian(lambda t: (t * t).sum(), weight) == pytest.approx(2 * weight.reshape(1, -1), rel=1e-6)

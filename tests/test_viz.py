@@ -1,0 +1,327 @@
+"""Drawing graphs: node and edge counts derived by hand, labels, clusters, styles, and real renders by `dot`."""
+
+import os
+import re
+import struct
+import xml.etree.ElementTree as ElementTree
+
+import graphviz
+import numpy as np
+import pytest
+
+from tinygrad_sm import Tensor, nn
+from tinygrad_sm import functional as F
+from tinygrad_sm.graph import backward_recording_grads, tensors_in_order
+from tinygrad_sm.viz import (
+    HIGHLIGHT_BORDER,
+    NONFINITE_FILL,
+    DotNotFoundError,
+    draw_graph,
+    render,
+    render_with_gradients,
+    to_dot,
+    write_graph,
+)
+
+NODE_LINE = re.compile(r"^\s*(t\d+|m\d+) \[(.*)\]$")
+EDGE_LINE = re.compile(r"^\s*(t\d+|m\d+) -> (t\d+|m\d+)")
+CLUSTER_LABEL = re.compile(r'\blabel="([^"]*)"')
+
+
+def parse_dot(dot):
+    """{node: (attributes text, [enclosing cluster labels, outermost first])} and the list of edges."""
+    nodes, edges, clusters = {}, [], []
+    for line in dot.splitlines():
+        if line.strip().startswith("subgraph cluster_") and "legend" not in line:
+            clusters.append(None)
+        elif line.strip() == "}" and clusters:
+            clusters.pop()
+        elif line.strip().startswith("graph [") and clusters and clusters[-1] is None:
+            clusters[-1] = CLUSTER_LABEL.search(line).group(1)
+        elif match := NODE_LINE.match(line):
+            nodes[match.group(1)] = (match.group(2), [c for c in clusters if c])
+        elif match := EDGE_LINE.match(line):
+            edges.append((match.group(1), match.group(2)))
+    return nodes, edges
+
+
+def classes(nodes):
+    found = {}
+    for name, (attrs, _) in nodes.items():
+        kind = re.search(r'class=(?:"([a-z ]+)"|([a-z]+))', attrs)
+        kind = kind.group(1) or kind.group(2)
+        found.setdefault(kind, []).append(name)
+    return found
+
+
+def node_with(nodes, text):
+    """The one node whose label contains `text`."""
+    matching = [name for name, (attrs, _) in nodes.items() if text in attrs]
+    assert len(matching) == 1, (text, matching)
+    return matching[0]
+
+
+def small_mlp_loss():
+    """MLP 4-8-3 (relu) and softmax cross-entropy on 5 rows.
+
+    By hand: each Linear makes Transpose, MatMul, Add (3 ops) and ReLU one op, plus the loss: 3 + 1 + 3 + 1 = 8
+    op nodes. Leaves: x, the labels and 4 parameters = 6. Edges, one per input slot: Transpose 1, MatMul 2,
+    Add 2 per Linear (5 each, 10), Relu 1, loss 2 = 13.
+    """
+    rng = np.random.default_rng(0)
+    model = nn.MLP([4, 8, 3], rng=rng)
+    x = Tensor(rng.standard_normal((5, 4)).astype(np.float32))
+    loss = F.softmax_cross_entropy(model(x), np.array([0, 1, 2, 1, 0]))
+    return loss, model
+
+
+def test_known_network_has_the_hand_counted_nodes_and_edges():
+    loss, _ = small_mlp_loss()
+    nodes, edges = parse_dot(to_dot(loss))
+    kinds = classes(nodes)
+    assert len(kinds["op"]) + len(kinds["op output"]) == 8
+    assert len(kinds["op output"]) == 1
+    assert len(kinds["parameter"]) == 4 and len(kinds["input"]) == 2
+    assert len(nodes) == 14
+    assert len(edges) == 13
+
+
+def test_labels_name_ops_shapes_dtypes_and_parameter_paths():
+    loss, model = small_mlp_loss()
+    dot = to_dot(loss)
+    for op in ("Transpose", "MatMul", "Add", "Relu", "SoftmaxCrossEntropy"):
+        assert f"<B>{op}</B>" in dot
+    for path, parameter in model.named_parameters():
+        nodes, _ = parse_dot(dot)
+        attrs = nodes[node_with(nodes, f"<B>{path}</B>")][0]
+        assert f"{parameter.shape} float32" in attrs and 'class="parameter"' in attrs
+    assert "(5, 8) float32" in dot and "(5, 3) float32" in dot and "(5,) int64" in dot
+    assert "<B>input</B>" in dot and "OUTPUT" in dot and "reduction=mean" in dot
+
+
+def test_clusters_carry_module_paths_and_hold_their_nodes():
+    loss, _ = small_mlp_loss()
+    nodes, _ = parse_dot(to_dot(loss))
+    assert nodes[node_with(nodes, "<B>layers.0.weight</B>")][1] == ["MLP", "layers.0: Linear"]
+    assert nodes[node_with(nodes, "<B>Relu</B>")][1] == ["MLP", "layers.1: ReLU"]
+    matmuls = [clusters for attrs, clusters in nodes.values() if "<B>MatMul</B>" in attrs]
+    assert sorted(c[-1] for c in matmuls) == ["layers.0: Linear", "layers.2: Linear"]
+    assert nodes[node_with(nodes, "SoftmaxCrossEntropy")][1] == []
+    assert nodes[node_with(nodes, "(5, 4) float32")][1] == []
+
+
+def test_highlight_and_faded_styles_only_on_the_named_nodes():
+    loss, _ = small_mlp_loss()
+    relu = next(t for t in tensors_in_order(loss) if t.grad_fn is not None and t.grad_fn.op_name == "Relu")
+    nodes, _ = parse_dot(to_dot(loss, highlight=[relu.grad_fn], faded=[loss]))
+    highlighted = [n for n, (attrs, _) in nodes.items() if 'penwidth="4"' in attrs]
+    assert highlighted == [node_with(nodes, "<B>Relu</B>")]
+    assert f'color="{HIGHLIGHT_BORDER}"' in nodes[highlighted[0]][0]
+    faded = [n for n, (attrs, _) in nodes.items() if "fontcolor=" in attrs]
+    assert faded == [node_with(nodes, "SoftmaxCrossEntropy")]
+    assert "COLOR=" not in nodes[faded[0]][0]  # every line greyed, not just the border
+    single, _ = parse_dot(to_dot(loss, highlight=relu))
+    assert [n for n, (attrs, _) in single.items() if 'penwidth="4"' in attrs] == highlighted
+
+
+def test_values_scalar_small_array_and_summary():
+    big = Tensor(np.arange(12, dtype=np.float64).reshape(3, 4) - 2.5, requires_grad=True)
+    small = Tensor(np.array([1.5, -2.0, 3.25]), requires_grad=True)
+    loss = (big.sum() * small).sum()
+    nodes, _ = parse_dot(to_dot(loss))
+    big_attrs = nodes[node_with(nodes, "(3, 4) float64")][0]
+    values = big.data
+    assert f"min {values.min():.4g}  mean {values.mean():.4g}  max {values.max():.4g}" in big_attrs
+    assert "[1.5, -2, 3.25]" in nodes[node_with(nodes, "[1.5, -2, 3.25]")][0]
+    total = (values.sum() * small.data).sum()
+    assert f"= {total:.4g}" in nodes[node_with(nodes, "OUTPUT")][0]
+    bare = to_dot(loss, show_data=False, show_grad=False)
+    assert "min " not in bare and "= " not in bare and "grad" not in bare.split("cluster_legend")[0]
+
+
+def test_gradient_not_computed_is_drawn_unlike_a_zero_gradient():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True, name="w")
+    loss = (w * 0.0).sum()
+    before, _ = parse_dot(to_dot(loss))
+    before_attrs = before[node_with(before, "<B>w</B>")][0]
+    assert "grad not computed yet" in before_attrs and "dashed" in before_attrs
+    loss.backward()
+    np.testing.assert_array_equal(w.grad.data, [0.0, 0.0])
+    after, _ = parse_dot(to_dot(loss))
+    after_attrs = after[node_with(after, "<B>w</B>")][0]
+    assert "grad = 0 everywhere" in after_attrs
+    assert "dashed" not in after_attrs and "not computed" not in after_attrs
+
+
+def test_gradients_after_backward_match_the_hand_derived_ones():
+    w = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True, name="w")
+    loss = (w * w).sum()  # d/dw = 2w
+    grads = backward_recording_grads(loss)
+    nodes, _ = parse_dot(to_dot(loss, grads=grads))
+    assert "grad [1, -2, 4]" in nodes[node_with(nodes, "<B>w</B>")][0]
+    assert "grad [1, 1, 1]" in nodes[node_with(nodes, "<B>Mul</B>")][0]  # d(sum)/d(w*w) = 1
+    assert "grad = 1" in nodes[node_with(nodes, "OUTPUT")][0]
+    without, _ = parse_dot(to_dot(loss))
+    assert "grad" not in without[node_with(without, "<B>Mul</B>")][0]  # intermediate grads are not kept
+
+
+def test_nan_and_inf_are_drawn_red():
+    w = Tensor(np.array([1.0, np.nan, 2.0]), requires_grad=True, name="w")
+    v = Tensor(np.array([1.0, 2.0]), requires_grad=True, name="v")
+    loss = (w * 2).sum() + (v * np.inf).sum()
+    nodes, _ = parse_dot(to_dot(loss))
+    red = {n for n, (attrs, _) in nodes.items() if f'fillcolor="{NONFINITE_FILL}"' in attrs}
+    assert node_with(nodes, "<B>w</B>") in red and node_with(nodes, "[2, nan, 4]") in red
+    assert node_with(nodes, "[inf, inf]") in red and node_with(nodes, "<B>v</B>") not in red
+    assert len(red) == 7  # w, inf, both products, both sums, the output: every node but v and 2
+    ok = Tensor(np.ones((4, 4)), requires_grad=True, name="ok")
+    ok.grad = Tensor(np.full((4, 4), np.inf))
+    nodes, _ = parse_dot(to_dot(ok.sum()))
+    attrs = nodes[node_with(nodes, "<B>ok</B>")][0]
+    assert f'fillcolor="{NONFINITE_FILL}"' in attrs and "16 Inf" in attrs
+
+
+def test_constants_names_and_op_attributes():
+    x = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True, name="pixels")
+    y = (x * 2 + 0.5).sum(axis=1, keepdims=True).reshape(-1)[:1]
+    out = y.sum() + x[:, 0].sum()
+    nodes, _ = parse_dot(to_dot(out))
+    kinds = classes(nodes)
+    assert sorted(nodes[n][0].split("<B>")[1].split("</B>")[0] for n in kinds["constant"]) == ["0.5", "2"]
+    assert len(kinds["input"]) == 1 and "<B>pixels</B>" in nodes[kinds["input"][0]][0]
+    dot = to_dot(out)
+    assert "axis=1, keepdims=True" in dot and "shape=(-1,)" in dot
+    assert "index=[:1]" in dot and "index=[:, 0]" in dot
+
+
+def test_a_value_used_twice_gets_one_edge_per_input_slot():
+    a = Tensor(np.array(1.5), requires_grad=True, name="a")
+    b = a + a
+    c = (b + b) * a
+    nodes, edges = parse_dot(to_dot(c))
+    a_node, b_node = node_with(nodes, "<B>a</B>"), node_with(nodes, "= 3<")
+    assert edges.count((a_node, b_node)) == 2
+    assert len(edges) == 6 and len(nodes) == 4
+
+
+def test_collapse_draws_each_module_as_one_node():
+    loss, _ = small_mlp_loss()
+    nodes, edges = parse_dot(to_dot(loss, collapse="modules"))
+    kinds = classes(nodes)
+    labels = sorted(re.search(r"<B>([^<]+)</B>", nodes[n][0]).group(1) for n in kinds["module"])
+    assert labels == ["layers.0: Linear", "layers.1: ReLU", "layers.2: Linear"]
+    assert len(nodes) == 6  # x, 3 modules, labels, loss
+    assert len(edges) == 5  # x -> layers.0 -> layers.1 -> layers.2 -> loss <- labels
+    linear = nodes[node_with(nodes, "<B>layers.0: Linear</B>")][0]
+    assert "3 ops: Transpose, MatMul, Add" in linear and "2 parameters, 40 values" in linear
+
+
+def deep_model_loss(blocks=4, depth=84, width=8):
+    """A Sequential of `blocks` MLPs of `depth` Linear layers: 6 * depth - 1 nodes each, about 2,000 in all."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(*[nn.MLP([width] * (depth + 1), rng=rng) for _ in range(blocks)])
+    x = Tensor(rng.standard_normal((4, width)).astype(np.float32))
+    return F.softmax_cross_entropy(model(x), np.arange(4) % width)
+
+
+def test_collapse_cuts_a_2000_node_graph_to_a_handful():
+    loss = deep_model_loss()
+    full, full_edges = parse_dot(to_dot(loss))
+    assert len(full) == len(tensors_in_order(loss)) == 4 * (6 * 84 - 1) + 3
+    collapsed, edges = parse_dot(to_dot(loss, collapse="modules"))
+    assert len(collapsed) == 7  # input, 4 blocks, labels, loss
+    assert len(classes(collapsed)["module"]) == 4 and len(edges) == 6
+
+
+def test_render_svg_parses_as_xml_with_the_labels(tmp_path):
+    loss, _ = small_mlp_loss()
+    backward_recording_grads(loss)
+    path = render(loss, tmp_path / "graph.svg")
+    root = ElementTree.parse(path).getroot()
+    texts = {element.text for element in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"layers.0.weight", "layers.2.bias", "MatMul", "Relu", "SoftmaxCrossEntropy", "legend"} <= texts
+    node_classes = [g.get("class") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class", "")
+                    .startswith("node")]
+    assert node_classes.count("node parameter") == 4 and node_classes.count("node op") == 7
+    assert [name for name in os.listdir(tmp_path)] == ["graph.svg"]  # written atomically: no temp file left
+
+
+def test_render_png_has_the_signature_and_a_sensible_size(tmp_path):
+    loss, _ = small_mlp_loss()
+    path = render(loss, str(tmp_path / "graph.png"), collapse="modules")
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert 200 < width < 5000 and 200 < height < 5000
+
+
+def test_write_dot_and_pdf_and_formats(tmp_path):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    dot_path = write_graph(graph, tmp_path / "g.dot")
+    assert open(dot_path).read() == graph.source
+    assert open(write_graph(graph, tmp_path / "g.pdf"), "rb").read()[:5] == b"%PDF-"
+    assert open(write_graph(graph, tmp_path / "plain", format="svg")).read().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="suffix .png but the format asked for is svg"):
+        write_graph(graph, tmp_path / "g.png", format="svg")
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        write_graph(graph, tmp_path / "g.txt")
+    with pytest.raises(ValueError, match="format must be one of"):
+        write_graph(graph, tmp_path / "g", format="gif")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_graph(graph, tmp_path / "missing" / "g.svg")
+
+
+def test_missing_dot_says_how_to_install_and_still_writes_the_dot_text(tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DotNotFoundError, match="apt-get install graphviz") as raised:
+        write_graph(graph, tmp_path / "graph.png")
+    assert str(tmp_path / "graph.dot") in str(raised.value)
+    assert open(tmp_path / "graph.dot").read() == graph.source
+    assert not os.path.exists(tmp_path / "graph.png")
+    bundle = graph._repr_mimebundle_()
+    assert "apt-get install graphviz" in bundle["text/plain"]
+
+
+def test_jupyter_shows_a_tensor_graph_inline_as_svg():
+    loss, _ = small_mlp_loss()
+    graph = loss.graph(collapse="modules")
+    assert isinstance(graph, graphviz.Digraph)
+    svg = graph._repr_mimebundle_()["image/svg+xml"]
+    assert "<svg" in svg and "layers.0: Linear" in svg
+
+
+def test_bad_options_raise_clear_errors():
+    loss, _ = small_mlp_loss()
+    with pytest.raises(TypeError, match="output must be a Tensor"):
+        draw_graph(np.ones(3))
+    with pytest.raises(ValueError, match="rankdir must be one of"):
+        draw_graph(loss, rankdir="XY")
+    with pytest.raises(ValueError, match="collapse must be None or 'modules'"):
+        draw_graph(loss, collapse="layers")
+    with pytest.raises(ValueError, match="not part of this graph"):
+        draw_graph(loss, highlight=[Tensor(np.ones(2))])
+    with pytest.raises(TypeError, match="highlight takes nodes"):
+        draw_graph(loss, highlight=["MatMul"])
+    with pytest.raises(TypeError, match="grads must be a dict"):
+        draw_graph(loss, grads=[1, 2])
+
+
+def test_rankdir_and_the_legend():
+    loss, _ = small_mlp_loss()
+    assert "rankdir=LR" in to_dot(loss, rankdir="LR")
+    legend = to_dot(loss).split("subgraph cluster_legend")[1]
+    for kind in ("parameter", "input", "number", "op", "output", "not", "NaN or Inf"):
+        assert kind in legend
+    assert "nn.Module" not in legend and "nn.Module" in to_dot(loss, collapse="modules").split("cluster_legend")[1]
+
+
+def test_render_with_gradients_runs_backward_and_shows_every_gradient(tmp_path):
+    loss, model = small_mlp_loss()
+    path = render_with_gradients(loss, tmp_path / "demo.svg")
+    texts = [t.text or "" for t in ElementTree.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert "layers.0: Linear" in texts and "layers.2: Linear" in texts and "grad = 1" in texts
+    assert sum(t.startswith("grad min") for t in texts) == 3  # the output of each of the three modules
+    assert all(parameter.grad is not None for parameter in model.parameters())
