@@ -157,11 +157,13 @@ def test_cli_corrupt_or_mismatched_load_overwrites_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["corrupt.npz", "mlp.npz"]
 
 
-def test_demo_trains_the_mlp_and_reports_its_test_accuracy():
-    run = cli("demo")
+def test_demo_trains_checks_and_draws_the_mlp(tmp_path):
+    graph = tmp_path / "demo.svg"
+    run = cli("demo", "--graph", str(graph))
     assert run.returncode == 0, run.stderr
     epochs = RECIPES["mlp"].epochs
     assert f"epoch {epochs}/{epochs}: 100%" in run.stderr
     final = FINAL_LINE.search(run.stdout)
     assert final.group(1) == "mlp" and float(final.group(3)) >= 100 * BARS["mlp"]
-    assert "max |autograd - numerical|" in run.stdout
+    assert run.stdout.count("pass") == 4 and "every node's backward matches its forward" in run.stdout
+    assert str(graph) in run.stdout and "layers.0: Linear" in graph.read_text()

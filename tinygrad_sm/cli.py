@@ -18,7 +18,7 @@ from tinygrad_sm import nn
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
 from tinygrad_sm.gradcheck import gradcheck, jacobian, localize, model_fn, numerical_jacobian
 from tinygrad_sm.tensor import Tensor
-from tinygrad_sm.train import LOGISTIC_DIGITS, MODELS, OPTIMIZERS, RECIPES, recipe_for, train
+from tinygrad_sm.train import LOGISTIC_DIGITS, MODELS, OPTIMIZERS, RECIPES, build_model, load_task, recipe_for, train
 
 
 class UsageError(Exception):
@@ -49,55 +49,51 @@ def load_target(spec):
     return getattr(module, name)
 
 
-BUILTIN_MODELS = ("softmax", "logistic", "mlp")
-
-
 def builtin_loss(name, batch_size=32, seed=0):
-    """A built-in model run forward on a batch of digits: (loss, model). `logistic` tells 4 from 9."""
-    from tinygrad_sm import data
-
-    if name not in BUILTIN_MODELS:
-        expected = ", ".join(BUILTIN_MODELS)
-        raise UsageError(f"unknown model {name!r}; expected one of {expected} or a file.py:name target")
-    rng = np.random.default_rng(seed)
-    if name == "logistic":
-        X, _, y, _ = data.load_binary_digits(seed=seed)
-        model = nn.LogisticRegression(X.shape[1], rng=rng)
-        return F.binary_cross_entropy_with_logits(model(Tensor(X[:batch_size])), y[:batch_size]), model
-    X, _, y, _ = data.load_digits(seed=seed)
-    model = nn.SoftmaxRegression(64, 10, rng=rng) if name == "softmax" else nn.MLP([64, 128, 10], rng=rng)
-    return F.softmax_cross_entropy(model(Tensor(X[:batch_size])), y[:batch_size]), model
+    """A built-in model's loss on a batch of digits: (loss, model), with its inputs and parameters named."""
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; expected one of {', '.join(MODELS)} or a file.py:name target")
+    model = build_model(name, rng=np.random.default_rng(seed))
+    for path, parameter in model.named_parameters():
+        parameter.name = path
+    X, _, y, _ = load_task(name)
+    images, labels = Tensor(X[:batch_size], name="images"), Tensor(y[:batch_size], name="labels")
+    loss = F.binary_cross_entropy_with_logits if name == "logistic" else F.softmax_cross_entropy
+    return loss(model(images), labels), model
 
 
-def demo_gradients(seed=0):
-    """A 3-5-2 tanh network on random data: every parameter's gradient next to its finite-difference estimate."""
-    rng = np.random.default_rng(seed)
-    model = nn.MLP([3, 5, 2], activation="tanh", rng=rng, dtype=np.float64)
-    x = rng.standard_normal((8, 3))
-    labels = rng.integers(0, 2, 8)
-    loss = F.softmax_cross_entropy(model(Tensor(x)), labels)
-    loss.backward()
-    print(f"loss {loss.item():.6f}; each parameter's gradient against central differences (float64):")
-    for name, param in model.named_parameters():
-        original = param.data.copy()
-
-        def loss_of(values, param=param, shape=original.shape):
-            param.data = values.data.reshape(shape)
-            return F.softmax_cross_entropy(model(Tensor(x)), labels)
-
-        numerical = numerical_jacobian(loss_of, original).reshape(original.shape)
-        param.data = original
-        error = np.max(np.abs(numerical - param.grad.data))
-        print(f"  {name:<16} shape {str(param.shape):<8} max |autograd - numerical| = {error:.2e}")
-        for analytic, estimate in list(zip(param.grad.data.flat, numerical.flat))[:3]:
-            print(f"      {analytic:+.8f}   {estimate:+.8f}")
-    return 0
+def target_output(spec):
+    """Call the factory `spec` names, then its fn on the inputs as leaves `x0, x1, ...`; floating-point ones
+    require gradients. A mistake in the target becomes a one-line UsageError."""
+    fn, inputs = gradcheck_target(spec)
+    tensors = []
+    for index, value in enumerate(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
+        tensor = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+        if tensor.is_leaf and tensor.dtype.kind == "f":
+            tensor.requires_grad = True
+        tensor.name = tensor.name or f"x{index}"
+        tensors.append(tensor)
+    output = _checked(f"the function of {spec}", lambda: fn(*tensors))
+    if not isinstance(output, Tensor):
+        raise UsageError(f"{spec}: fn must return a Tensor, got {type(output).__name__}")
+    return output
 
 
 def cmd_demo(args):
-    print(train("mlp", seed=args.seed).summary(), flush=True)
+    """Train the MLP, gradient-check the trained model, and draw its graph with every gradient on it."""
+    from tinygrad_sm.viz import render_with_gradients
+
+    result = train("mlp", seed=args.seed)
+    print(result.summary(), flush=True)
+    _, X_test, _, y_test = load_task("mlp")
     print()
-    return demo_gradients(seed=args.seed)
+    ok = demo_gradcheck(result.model, X_test, y_test, seed=args.seed)
+    images, labels = Tensor(X_test[:32], name="images"), Tensor(y_test[:32], name="labels")
+    loss = F.softmax_cross_entropy(result.model(images), labels)
+    os.makedirs(os.path.dirname(args.graph) or ".", exist_ok=True)
+    path = render_with_gradients(loss, args.graph)
+    print(f"\nthe trained network's graph, collapsed by module, with its gradients: {path}")
+    return 0 if ok else 1
 
 
 def cmd_train(args):
@@ -119,22 +115,12 @@ def debug_output(spec, batch_size=8, seed=0):
     if ":" not in spec:
         from tinygrad_sm.graph import backward_order
 
-        loss, model = builtin_loss(spec, batch_size=batch_size, seed=seed)
-        for name, parameter in model.named_parameters():
-            parameter.name = name
+        loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)
         for node in backward_order(loss):  # made by the package, not by user code: no file and line to show
             node.location = None
         return loss, None
-    fn, inputs = gradcheck_target(spec)
-    tensors = []
-    for index, value in enumerate(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
-        tensor = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
-        if tensor.is_leaf and tensor.dtype.kind == "f":
-            tensor.requires_grad = True
-        tensor.name = tensor.name or f"x{index}"
-        tensors.append(tensor)
-    output = _checked(f"the function of {spec}", lambda: fn(*tensors))
-    if not isinstance(output, Tensor) or not output.requires_grad:
+    output = target_output(spec)
+    if not output.requires_grad:
         raise UsageError(f"{spec}: fn must return a Tensor computed from a floating-point input")
     return output, None if output.size == 1 else np.ones(output.shape, dtype=output.dtype)
 
@@ -298,27 +284,12 @@ def graph_output(spec, batch_size=32, seed=0):
     (fn, inputs): floating-point inputs become leaves `x0, x1, ...` that require gradients; a one-element
     output is run backward, a bigger one is drawn as it is.
     """
-    from tinygrad_sm.graph import backward_recording_grads, tensors_in_order
+    from tinygrad_sm.graph import backward_recording_grads
 
     if ":" not in spec:
         loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)
-        labels = loss.grad_fn.parents[1]
-        labels.name = "labels"
-        for tensor in tensors_in_order(loss):
-            if tensor.is_leaf and not tensor.requires_grad and tensor is not labels:
-                tensor.name = "images"
         return loss, backward_recording_grads(loss)
-    fn, inputs = gradcheck_target(spec)
-    tensors = []
-    for index, value in enumerate(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
-        tensor = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
-        if tensor.is_leaf and tensor.dtype.kind == "f":
-            tensor.requires_grad = True
-        tensor.name = tensor.name or f"x{index}"
-        tensors.append(tensor)
-    output = _checked(f"the function of {spec}", lambda: fn(*tensors))
-    if not isinstance(output, Tensor):
-        raise UsageError(f"{spec}: fn must return a Tensor, got {type(output).__name__}")
+    output = target_output(spec)
     if output.requires_grad and output.size == 1:
         return output, _checked(f"backward of {spec}", lambda: backward_recording_grads(output))
     return output, {}
@@ -350,6 +321,8 @@ def build_parser():
 
     demo = commands.add_parser("demo", help="the main job: train, check and draw a network")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--graph", default=os.path.join("out", "demo_graph.svg"),
+                      help="where to draw the trained network's graph (default out/demo_graph.svg)")
     demo.set_defaults(run=cmd_demo)
 
     debug = commands.add_parser("debug", help="step through backward node by node at a pdb-like prompt")

@@ -5,20 +5,7 @@ from tinygrad_sm.tensor import backward_steps, topo_order
 
 def tensors_in_order(output):
     """Every tensor `output` was computed from (constants and inputs included), each after its inputs."""
-    order, visited = [], set()
-    stack = [(output, False)]
-    while stack:
-        tensor, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(tensor)
-            continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        if tensor.grad_fn is not None:
-            stack.extend((parent, False) for parent in reversed(tensor.grad_fn.parents) if id(parent) not in visited)
-    return order
+    return topo_order(output, requiring_grad=False)
 
 
 def backward_order(output):
@@ -41,11 +28,7 @@ def backward_recording_grads(output, grad=None, retain_graph=False):
 
     The engine keeps gradients only on leaves (`.grad`, filled as usual); this keeps the intermediate ones too.
     """
-    made_by = {id(tensor.grad_fn): tensor for tensor in tensors_in_order(output) if tensor.grad_fn is not None}
-    grads = {}
-    for node, grad_output, _ in backward_steps(output, grad, retain_graph):
-        grads[id(made_by[id(node)])] = grad_output
-    return grads
+    return {id(node.output): grad_output for node, grad_output, _ in backward_steps(output, grad, retain_graph)}
 
 
 class ModuleIndex:

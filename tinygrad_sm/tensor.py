@@ -279,8 +279,11 @@ def apply_op(op, inputs, attrs):
 Function.engine = apply_op
 
 
-def topo_order(root):
-    """Every tensor `root` depends on that requires a gradient, each after its inputs; iterative, any depth."""
+def topo_order(root, requiring_grad=True):
+    """The tensors `root` was computed from, each after its inputs (first input first); iterative, so any depth works.
+
+    With `requiring_grad` only those a gradient flows to (what backward walks), else constants and inputs too.
+    """
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
@@ -293,8 +296,8 @@ def topo_order(root):
         visited.add(id(tensor))
         stack.append((tensor, True))
         if tensor.grad_fn is not None:
-            for parent in tensor.grad_fn.parents:
-                if parent.requires_grad and id(parent) not in visited:
+            for parent in reversed(tensor.grad_fn.parents):
+                if (parent.requires_grad or not requiring_grad) and id(parent) not in visited:
                     stack.append((parent, False))
     return order
 

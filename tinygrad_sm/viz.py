@@ -262,7 +262,7 @@ class _Drawing:
             self.place(clusters, scope, name, self.tensor_attrs(tensor))
         for unit, members in units.values():
             name = representative[id(members[0])]
-            self.place(clusters, unit[:-1], name, self.module_attrs(unit[-1], members, representative))
+            self.place(clusters, unit[:-1], name, self.module_attrs(unit[-1], members))
         self.add_clusters(graph, clusters)
         self.add_edges(graph, representative)
         self.add_legend(graph, with_module=bool(units))
@@ -398,7 +398,7 @@ class _Drawing:
             title.insert(0, _small("<B>OUTPUT</B>" + (f" {_escape(tensor.name)}" if tensor.name else ""), "#c2410c"))
         return title
 
-    def module_attrs(self, module, members, representative):
+    def module_attrs(self, module, members):
         member_ids = {id(t) for t in members}
         ops = [t for t in members if t.grad_fn is not None]
         parameters = [t for t in members if t.grad_fn is None and id(t) in self.modules.parameters]
@@ -412,7 +412,8 @@ class _Drawing:
         lines.append(_small(f"{len(ops)} op{'s' if len(ops) != 1 else ''}: {ops_text}", "#4c1d95"))
         if parameters:
             values = sum(p.size for p in parameters)
-            lines.append(_small(f"{len(parameters)} parameters, {values:,} values", "#15803d"))
+            plural = "s" if len(parameters) != 1 else ""
+            lines.append(_small(f"{len(parameters)} parameter{plural}, {values:,} values", "#15803d"))
         for tensor in leaving[:2]:
             lines.append(_small("out " + _shape_text(tensor.shape) + " " + str(tensor.dtype), MUTED))
             if self.show_data:
@@ -420,11 +421,11 @@ class _Drawing:
             grad = self.gradient_of(tensor) if self.show_grad else None
             if grad is not None:
                 lines.append(_grad_line(grad))
-        grad_pending = self.show_grad and any(p.grad is None for p in parameters)
+        grad_pending = self.show_grad and any(self.gradient_of(p) is None for p in parameters)
         if grad_pending:
             lines.append(_small("<I>parameter grads not computed yet</I>", MUTED))
         nonfinite = any(
-            not _all_finite(t.data) or (self.show_grad and t.grad is not None and not _all_finite(t.grad.data))
+            not _all_finite(t.data) or (self.show_grad and not _all_finite(_or_empty(self.gradient_of(t))))
             for t in members
         )
         attrs = _kind_style("module")
@@ -493,6 +494,10 @@ def _number(value):
     return f"{value:.4g}"
 
 
+def _or_empty(array):
+    return np.zeros(0) if array is None else array
+
+
 def _all_finite(array):
     return array.dtype.kind not in "fc" or bool(np.isfinite(array).all())
 
@@ -507,8 +512,7 @@ def _values_text(array):
         return "= " + _number(array.reshape(()).item())
     if array.size <= SMALL_ARRAY:
         rows = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(1, -1)
-        text = "<BR/>".join("[" + ", ".join(_number(v) for v in row.tolist()) + "]" for row in rows)
-        return text
+        return "<BR/>".join("[" + ", ".join(_number(v) for v in row.tolist()) + "]" for row in rows)
     finite = array[np.isfinite(array)] if array.dtype.kind in "fc" else array.reshape(-1)
     parts = []
     if finite.size:
