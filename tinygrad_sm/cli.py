@@ -396,6 +396,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except ModuleNotFoundError as error:
+        if args.debug:
+            raise
+        print(f"tinygrad-sm {args.command}: error: {error}; the digits, training and notebooks need the extras: "
+              f"pip install -e '.[dev]' (or make setup)", file=sys.stderr)
+        return 2
     except (UsageError, ValueError, TypeError, OSError) as error:
         if args.debug:
             raise
