@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinygrad_sm import Tensor
+from tinygrad_sm import Function, Tensor
 
 
 def numerical_gradients(fn, arrays, weights, eps=1e-6):
@@ -45,3 +45,17 @@ def relative_error(analytic, numeric):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+class Cube(Function):
+    """d/dx x³ = 3x²"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * 3 * x**2

@@ -131,7 +131,7 @@ def test_grad_inputs_equal_finite_differences(case):
         index = next(i for i, parent in enumerate(step.parents) if parent is tensor)
         assert step.grad_inputs[index].shape == tensor.shape
         assert relative_error(step.grad_inputs[index], expected) < 1e-6, f"{case.name}, input {index}"
-    assert step.check().passed
+    assert step.check().ok
 
 
 class WrongSquare(Function):
@@ -152,17 +152,51 @@ def test_check_finds_the_wrong_node_only():
     x = Tensor(np.array([0.5, -1.5, 2.0]), requires_grad=True)
     loss = (WrongSquare.apply(x.tanh()) * 3.0).sum()
     results = {step.op_name: step.check() for step in BackwardStepper(loss)}
-    assert not results["WrongSquare"].passed
-    assert results["WrongSquare"].errors[0] == pytest.approx(3.0 * np.abs(np.tanh([0.5, -1.5, 2.0])).max())
-    assert all(result.passed for name, result in results.items() if name != "WrongSquare")
-    assert "FAILED" in str(results["WrongSquare"]) and "ok" in str(results["Tanh"])
+    assert not results["WrongSquare"].ok
+    (wrong,) = results["WrongSquare"].inputs
+    assert wrong.index == 0 and wrong.mismatches == 3 and wrong.nondifferentiable == 0
+    assert wrong.max_abs_error == pytest.approx(3.0 * np.abs(np.tanh([0.5, -1.5, 2.0])).max())
+    assert all(result.ok for name, result in results.items() if name != "WrongSquare")
+    assert str(results["WrongSquare"]).startswith("#2 WrongSquare: input 0:")
+    assert str(results["WrongSquare"]).endswith("FAIL") and str(results["Tanh"]).endswith("pass")
 
 
 def test_check_of_float32_node_runs_in_float64():
     x = Tensor(np.random.default_rng(7).standard_normal((3, 5)).astype(np.float32), requires_grad=True)
     step = BackwardStepper(x.T.softmax(axis=0).log().sum()).run_until(op="Softmax")  # a transposed input
     result = step.check()
-    assert result.passed and result.errors[0] < 1e-8
+    assert result.ok and [check.index for check in result.inputs] == [0] and result.inputs[0].max_abs_error < 1e-8
+
+
+class SlightlyWrongSquare(WrongSquare):
+    """x² with 2x + 1e-4 as derivative: inside gradcheck's tolerances, outside the debugger's stricter ones."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * (2 * x + 1e-4)
+
+
+def test_check_keeps_the_debuggers_tolerances_and_its_real_upstream_gradient():
+    x = Tensor(np.array([0.5, -1.5, 2.0]), requires_grad=True)
+    weights = np.array([1.0, -2.0, 0.5])
+    step = BackwardStepper((SlightlyWrongSquare.apply(x) * weights).sum()).run_until(op="SlightlyWrongSquare")
+    np.testing.assert_array_equal(step.grad_output, weights)
+    strict = step.check()  # atol 1e-7, rtol 1e-5: |error| = 1e-4 |w| fails
+    assert not strict.ok and strict.inputs[0].mismatches == 3
+    assert strict.inputs[0].max_abs_error == pytest.approx(1e-4 * np.abs(weights).max(), rel=1e-4)
+    expected = 2 * x.data * weights  # d/dx Σ w x², by hand
+    worst = strict.inputs[0].worst_index
+    assert strict.inputs[0].numerical == pytest.approx(expected[worst], rel=1e-8)
+    assert step.check(atol=1e-5, rtol=1e-3).ok  # gradcheck's defaults let it through
+
+
+def test_check_reports_a_kink_as_non_differentiable_not_as_a_failure():
+    x = Tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    result = BackwardStepper(x.relu().sum()).run_until(op="Relu").check()
+    assert result.ok and result.inputs[0].nondifferentiable == 1
+    assert result.inputs[0].nondifferentiable_at == [(1,)]
+    assert "1 non-differentiable" in str(result)
 
 
 def test_local_jacobian_of_softmax_is_the_hand_derived_formula():

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import numerical_gradients
+from conftest import Cube, numerical_gradients
 
 from tinygrad_sm import Function, Tensor, ops
 from tinygrad_sm import functional as F
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
-from tinygrad_sm.gradcheck import check_nodes, gradcheck, localize, model_fn, numerical_jacobian
+from tinygrad_sm.gradcheck import check_node, check_nodes, gradcheck, localize, model_fn, numerical_jacobian
 
 
 def _tensors(case, seed=0):
@@ -131,20 +131,6 @@ def test_softmax_backward_without_the_outer_product_term_is_caught(monkeypatch):
 # ---- what the report holds ----
 
 
-class Cube(Function):
-    """d/dx x³ = 3x²"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 3 * x**2
-
-
 class WrongCube(Cube):
     """The factor 3 dropped."""
 
@@ -169,6 +155,24 @@ def test_users_own_function_right_and_wrong():
     assert nodes.first_failure.location.endswith(f"test_gradcheck.py:{line}")
     assert [node.op_name for node in nodes.nodes] == ["Sum", "Mul", "WrongCube"]
     assert "WrongCube" in nodes.summary() and "WrongCube" in str(nodes)
+
+
+def test_check_node_feeds_the_given_upstream_gradient():
+    x = np.array([0.5, -1.5, 2.0])
+    upstream = np.array([2.0, -1.0, 0.25])
+    node = WrongCube.apply(Tensor(x, requires_grad=True)).grad_fn
+    result = check_node(node, upstream, position=4)
+    check = result.inputs[0]
+    analytical, numerical = upstream * x**2, upstream * 3 * x**2  # the wrong backward, and d/dx Σ g x³ by hand
+    assert not result.ok and check.mismatches == 3 and result.output_shape == (3,)
+    assert check.analytical == pytest.approx(analytical[check.worst_index], rel=1e-12)
+    assert check.numerical == pytest.approx(numerical[check.worst_index], rel=1e-8)
+    assert check.max_abs_error == pytest.approx(np.abs(analytical - numerical).max(), rel=1e-8)
+    assert str(result).startswith("#4 WrongCube: input 0: max abs err") and str(result).endswith("FAIL")
+    right = check_node(Cube.apply(Tensor(x, requires_grad=True)).grad_fn, upstream)
+    assert right.ok and str(right).endswith("0/3 mismatches  pass")
+    with pytest.raises(ValueError, match=r"upstream has shape \(2,\), but #0 Cube's output has shape \(3,\)"):
+        check_node(Cube.apply(Tensor(x, requires_grad=True)).grad_fn, np.ones(2))
 
 
 def _line_of(text):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import Cube
 
 from tinygrad_sm import Function, Tensor, no_grad
 
@@ -138,20 +139,6 @@ def test_non_scalar_backward_with_grad():
     x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
     (x * x).backward(np.array([1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 12.0])
-
-
-class Cube(Function):
-    """d/dx x³ = 3x²"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 3 * x**2
 
 
 class WrongShape(Function):

@@ -5,15 +5,14 @@ is its pdb-like prompt (`tinygrad-sm debug`); `detect_anomaly()` names the node 
 import cmd
 import contextlib
 import shlex
-from dataclasses import dataclass
 
 import numpy as np
 
-from tinygrad_sm.function import Context
+from tinygrad_sm.gradcheck import check_node, rerun_forward
 from tinygrad_sm.graph import ModuleIndex, backward_order, tensors_in_order
 from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings
 
-__all__ = ["AnomalyError", "BackwardStep", "BackwardStepper", "DebuggerShell", "NodeCheck", "detect_anomaly"]
+__all__ = ["AnomalyError", "BackwardStep", "BackwardStepper", "DebuggerShell", "detect_anomaly"]
 
 JACOBIAN_LIMIT = 4096  # local_jacobian: the most entries the node's output, and each input it differentiates, may have
 
@@ -45,32 +44,8 @@ def describe_array(label, array):
     return f"  {label}: shape {array.shape} {array.dtype}\n{format_array(array)}"
 
 
-def _rerun_forward(node, arrays):
-    """The node's op forward on `arrays` with a fresh Context carrying the node's attributes: (ctx, output)."""
-    ctx = Context(node.op, node.attrs)
-    ctx.needs_input_grad = node.needs_input_grad
-    return ctx, np.asarray(node.op.forward(ctx, *arrays))
-
-
 def _gradient_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
-
-
-@dataclass(frozen=True)
-class NodeCheck:
-    """One node's backward against central differences of its forward, in float64: per input, the largest
-    |backward - finite differences| (None for an input that takes no gradient) and whether all are within
-    `atol + rtol * |finite differences|`."""
-
-    op_name: str
-    errors: tuple
-    passed: bool
-
-    def __str__(self):
-        parts = [f"input {i}: max |backward - finite differences| = {e:.2e}" for i, e in enumerate(self.errors)
-                 if e is not None]
-        verdict = "ok" if self.passed else "FAILED"
-        return f"{self.op_name}: " + ("; ".join(parts) or "no input takes a gradient") + f"  {verdict}"
 
 
 class BackwardStep:
@@ -105,7 +80,7 @@ class BackwardStep:
                 f"local_jacobian: #{self.index} {self.op_name} has an output of {sizes[0]} entries and inputs of "
                 f"{', '.join(map(str, sizes[1:]))}; the limit is {JACOBIAN_LIMIT} each: use check() or grad_inputs"
             )
-        ctx, output = _rerun_forward(self.node, arrays)
+        ctx, output = rerun_forward(self.node, arrays)
         rows = {i: [] for i in wanted}
         for k in range(output.size):
             seed = np.zeros_like(output)
@@ -120,39 +95,10 @@ class BackwardStep:
         return matrices[0] if len(matrices) == 1 else matrices
 
     def check(self, eps=1e-6, atol=1e-7, rtol=1e-5):
-        """This node alone, in float64: its backward of `grad_output` against d<grad_output, forward(x)>/dx
-        by central differences, for every parent that takes a gradient. Returns a NodeCheck."""
-        arrays = [  # C order, so that the flat views below write through
-            np.array(parent.data, dtype=np.float64, order="C") if parent.dtype.kind == "f" else parent.data
-            for parent in self.parents
-        ]
-        grad_output = np.asarray(self.grad_output, dtype=np.float64)
-        ctx, _ = _rerun_forward(self.node, arrays)
-        analytic = _gradient_tuple(self.node.op.backward(ctx, grad_output))
-
-        def objective():
-            return float(np.sum(grad_output * _rerun_forward(self.node, arrays)[1]))
-
-        errors, passed = [], True
-        for i in range(len(arrays)):
-            if i not in self._differentiable():
-                errors.append(None)
-                continue
-            numeric = np.zeros_like(arrays[i])
-            flat, flat_numeric = arrays[i].reshape(-1), numeric.reshape(-1)
-            for j in range(flat.size):
-                original = flat[j]
-                flat[j] = original + eps
-                plus = objective()
-                flat[j] = original - eps
-                minus = objective()
-                flat[j] = original
-                flat_numeric[j] = (plus - minus) / (2 * eps)
-            given = np.zeros_like(numeric) if analytic[i] is None else np.asarray(analytic[i], dtype=np.float64)
-            difference = np.abs(given - numeric)
-            errors.append(float(difference.max()) if difference.size else 0.0)
-            passed = passed and bool(np.all(difference <= atol + rtol * np.abs(numeric)))
-        return NodeCheck(self.op_name, tuple(errors), passed)
+        """This node alone, in float64: its backward of `grad_output` against d<grad_output, forward(x)>/dx by
+        central differences, for every parent that takes a gradient (`gradcheck.check_node`). Returns a
+        `gradcheck.NodeCheck`; `.ok` says whether every entry is within `atol + rtol * |finite differences|`."""
+        return check_node(self.node, self.grad_output, eps=eps, atol=atol, rtol=rtol, position=self.index)
 
     def __repr__(self):
         return f"<BackwardStep #{self.index} {self.op_name} output shape {self.shape}>"
@@ -447,8 +393,8 @@ class DebuggerShell(cmd.Cmd):
         """check [NODE]: the node's backward against finite differences of its forward, in float64; default current."""
         step = self.step_of(self.find_node(arg.strip()))
         result = step.check()
-        self.failed_checks += not result.passed
-        self.say(f"check #{step.index} {result}")
+        self.failed_checks += not result.ok
+        self.say(f"check {result}")
 
     def do_graph(self, arg):
         """graph FILE: write the picture, current node highlighted, to FILE (.svg, .png, .pdf or .dot)."""

@@ -1,5 +1,5 @@
 """Calculus by two independent routes: finite differences of forward, and autograd; the gradient check that
-says where a gradient is wrong (`gradcheck`, and `check_nodes` per node)."""
+says where a gradient is wrong (`gradcheck`; `check_nodes` per node, `check_node` for one)."""
 
 import os
 from dataclasses import dataclass, field
@@ -221,6 +221,16 @@ def _describe_worst(check):
     return f"out {check.worst_output_index} in {check.worst_index}"
 
 
+def _describe_input(check):
+    text = f"input {check.index}: max abs err {check.max_abs_error:.2e}, {check.mismatches}/{check.compared} mismatches"
+    if check.nondifferentiable:
+        text += f", {check.nondifferentiable} non-differentiable"
+    if not check.ok:
+        text += (f", worst {_describe_worst(check)}: analytical {check.analytical:+.8g}, "
+                 f"numerical {check.numerical:+.8g}")
+    return text
+
+
 def _compare(index, shape, output_shape, analytical, numerical, left, right, atol, rtol, fast=False):
     """Compare (outputs x inputs) arrays: analytical vs central differences, with the one-sided ones for kinks."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -402,7 +412,8 @@ def _along(fn, args, index, direction, eps):
 
 @dataclass
 class NodeCheck:
-    """One node of the graph: its backward on its recorded inputs against differences of its forward."""
+    """One node of the graph (`check_node`): its backward on its recorded inputs against differences of its
+    forward; one InputCheck per input that takes a gradient, or the `error` its forward or backward raised."""
 
     position: int
     op_name: str
@@ -437,6 +448,15 @@ class NodeCheck:
             "error": self.error,
             "inputs": [check.to_dict() for check in self.inputs],
         }
+
+    def __str__(self):
+        """One line: `#2 Softmax: input 0: max abs err 1.2e-10, 0/12 mismatches  pass`, and the worst element
+        of an input that fails."""
+        if self.error is not None:
+            detail = self.error
+        else:
+            detail = "; ".join(_describe_input(check) for check in self.inputs) or "no input takes a gradient"
+        return f"#{self.position} {self.op_name}: {detail}  {'pass' if self.ok else 'FAIL'}"
 
 
 @dataclass
@@ -503,16 +523,21 @@ def _location(node):
     return f"{path if relative.startswith('..') else relative}:{line}"
 
 
-def _node_forward(node, arrays):
+def rerun_forward(node, arrays):
+    """The node's op forward on `arrays` with a fresh Context carrying the node's attrs: (ctx, output)."""
     ctx = Context(node.op, node.attrs)
     ctx.needs_input_grad = node.needs_input_grad
+    return ctx, np.asarray(node.op.forward(ctx, *arrays))
+
+
+def _node_forward(node, arrays):
     with np.errstate(all="ignore"):
-        return np.array(node.op.forward(ctx, *arrays), dtype=np.float64)
+        return np.array(rerun_forward(node, arrays)[1], dtype=np.float64)
 
 
 def check_nodes(output, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
-    """Check every node that made `output` on its own: its backward, fed a random upstream gradient g, against
-    central differences of g · forward on float64 copies of its recorded inputs. Returns a NodesReport.
+    """Check every node that made `output` on its own (`check_node`), each fed a random upstream gradient.
+    Returns a NodesReport.
 
     The node's forward is re-run on its parents' data, so this works after `backward()` released the graph.
     """
@@ -521,42 +546,63 @@ def check_nodes(output, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
     if output.grad_fn is None:
         raise ValueError("check_nodes: output was not made by a recorded op (no input required a gradient)")
     rng = np.random.default_rng(seed)
-    checks = []
-    for position, node in enumerate(backward_order(output)):
-        arrays = [_float64_copy(p) if p.dtype.kind == "f" else p.data for p in node.parents]
-        row = NodeCheck(position, node.op_name, [p.shape for p in node.parents], (), _location(node), [])
-        checks.append(row)
-        try:
-            base = _node_forward(node, arrays)
-            row.output_shape = base.shape
-            upstream = rng.standard_normal(base.shape)
-            grads = _node_backward(node, arrays, upstream)
-        except Exception as error:  # a broken op is what this check is for: report it on its row
-            row.error = f"{type(error).__name__}: {error}"
-            continue
-        total = float(np.sum(upstream * base))
-        for index, grad in enumerate(grads):
-            if not node.needs_input_grad[index]:
-                continue
-            if fast:
-                v = _unit(rng.standard_normal(arrays[index].shape))
-                plus, minus = _node_along(node, arrays, index, v, upstream, eps)
-                central, left, right = _differences(plus, minus, total, eps)
-                analytical = np.array([[np.sum(grad * v)]])
-                row.inputs.append(_compare(index, arrays[index].shape, (), analytical, np.array([[central]]),
-                                           np.array([[left]]), np.array([[right]]), atol, rtol, fast=True))
-            else:
-                plus, minus = _node_each_element(node, arrays, index, upstream, eps)
-                central, left, right = _differences(plus, minus, total, eps)
-                row.inputs.append(_compare(index, arrays[index].shape, (), grad.reshape(1, -1), central[None],
-                                           left[None], right[None], atol, rtol))
+    checks = [
+        check_node(node, None, eps, atol, rtol, fast, rng, position)
+        for position, node in enumerate(backward_order(output))
+    ]
     return NodesReport(checks, fast)
 
 
+def check_node(node, upstream, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, rng=None, position=0):
+    """One node alone: its backward of `upstream` g against central differences of g · forward, on float64
+    copies of its recorded inputs, for every input that takes a gradient. Returns a NodeCheck.
+
+    `upstream` None draws g from `rng` (standard normal, output's shape); `rng` (default seed 0) also draws
+    fast mode's directions. An exception in the node's forward or backward is reported on the NodeCheck.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    arrays = [_float64_copy(p) if p.dtype.kind == "f" else p.data for p in node.parents]
+    row = NodeCheck(position, node.op_name, [p.shape for p in node.parents], (), _location(node), [])
+    try:
+        base = _node_forward(node, arrays)
+    except Exception as error:  # a broken op is what this check is for: report it on its row
+        row.error = f"{type(error).__name__}: {error}"
+        return row
+    row.output_shape = base.shape
+    if upstream is None:
+        upstream = rng.standard_normal(base.shape)
+    upstream = np.asarray(upstream, dtype=np.float64)
+    if upstream.shape != base.shape:
+        raise ValueError(
+            f"check_node: upstream has shape {upstream.shape}, but #{position} {node.op_name}'s output has shape "
+            f"{base.shape}; pass an upstream gradient of the output's shape"
+        )
+    try:
+        grads = _node_backward(node, arrays, upstream)
+    except Exception as error:
+        row.error = f"{type(error).__name__}: {error}"
+        return row
+    total = float(np.sum(upstream * base))
+    for index, grad in enumerate(grads):
+        if not node.needs_input_grad[index]:
+            continue
+        if fast:
+            v = _unit(rng.standard_normal(arrays[index].shape))
+            plus, minus = _node_along(node, arrays, index, v, upstream, eps)
+            central, left, right = _differences(plus, minus, total, eps)
+            analytical = np.array([[np.sum(grad * v)]])
+            row.inputs.append(_compare(index, arrays[index].shape, (), analytical, np.array([[central]]),
+                                       np.array([[left]]), np.array([[right]]), atol, rtol, fast=True))
+        else:
+            plus, minus = _node_each_element(node, arrays, index, upstream, eps)
+            central, left, right = _differences(plus, minus, total, eps)
+            row.inputs.append(_compare(index, arrays[index].shape, (), grad.reshape(1, -1), central[None],
+                                       left[None], right[None], atol, rtol))
+    return row
+
+
 def _node_backward(node, arrays, upstream):
-    ctx = Context(node.op, node.attrs)
-    ctx.needs_input_grad = node.needs_input_grad
-    node.op.forward(ctx, *arrays)
+    ctx, _ = rerun_forward(node, arrays)
     grads = node.op.backward(ctx, upstream)
     grads = grads if isinstance(grads, tuple) else (grads,)
     if len(grads) != len(arrays):
