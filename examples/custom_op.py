@@ -1,6 +1,6 @@
 """A user-defined op checked by `tinygrad-sm gradcheck`: x³ as a Function, once with a slip in its backward.
 
-    tinygrad-sm gradcheck examples/custom_op.py:wrong_cube   # exit 1: names Cube, input 0, the worst element
+    tinygrad-sm gradcheck examples/custom_op.py:wrong_cube   # exit 1: names WrongCube, input 0, the worst element
     tinygrad-sm gradcheck examples/custom_op.py:cube         # exit 0
 
 Each factory takes no arguments and returns (fn, inputs): fn(*inputs) is a Tensor, and the inputs that
