@@ -14,7 +14,8 @@ import numpy as np
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.graph import backward_recording_grads, tensors_in_order
+from tinygrad_sm.graph import backward_recording_grads
+from tinygrad_sm.tensor import topo_order
 from tinygrad_sm.viz import draw_graph, to_dot
 
 BLOCKS, WIDTH = 4, 8
@@ -30,7 +31,7 @@ def deep_loss(depth):
 
 def bare_dot(output):
     """The least a DOT writer can do: a line per tensor (op name) and a line per edge."""
-    tensors = tensors_in_order(output)
+    tensors = topo_order(output, requiring_grad=False)
     number = {id(tensor): index for index, tensor in enumerate(tensors)}
     lines = ["digraph {"]
     for tensor in tensors:
@@ -59,7 +60,7 @@ def main():
     for depth in (21, 42, 84):
         loss = deep_loss(depth)
         grads = backward_recording_grads(loss)
-        nodes = len(tensors_in_order(loss))
+        nodes = len(topo_order(loss, requiring_grad=False))
         bare = median_seconds(lambda loss=loss: bare_dot(loss), 5)
         full = median_seconds(lambda loss=loss, grads=grads: to_dot(loss, grads=grads), 5)
         collapsed = median_seconds(lambda loss=loss, grads=grads: to_dot(loss, grads=grads, collapse="modules"), 5)

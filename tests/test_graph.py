@@ -1,18 +1,19 @@
-"""Walking finished graphs: order, edges, recorded gradients against hand-derived formulas, module paths."""
+"""Walking finished graphs: order, recorded gradients against hand-derived formulas, module paths."""
 
 import numpy as np
 from conftest import numerical_gradients
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.graph import ModuleIndex, backward_order, backward_recording_grads, edges, tensors_in_order
+from tinygrad_sm.graph import ModuleIndex, backward_order, backward_recording_grads
+from tinygrad_sm.tensor import topo_order
 
 
 def test_tensors_in_order_puts_inputs_first_and_visits_a_diamond_once():
     a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     b = Tensor(np.array([3.0, 4.0]), requires_grad=True)
     out = ((a + b) * a * 2.0).sum()
-    order = tensors_in_order(out)
+    order = topo_order(out, requiring_grad=False)
     position = {id(t): i for i, t in enumerate(order)}
     assert len(order) == len(position) == 7  # a, b, a+b, (a+b)*a, the constant 2, the product, the sum
     for tensor in order:
@@ -20,16 +21,6 @@ def test_tensors_in_order_puts_inputs_first_and_visits_a_diamond_once():
             assert all(position[id(p)] < position[id(tensor)] for p in tensor.grad_fn.parents)
     assert order[-1] is out
     assert sum(1 for t in order if t.grad_fn is None and not t.requires_grad) == 1  # the constant
-
-
-def test_edges_are_one_per_input_slot():
-    a = Tensor(np.array(2.0), requires_grad=True)
-    b = a + a
-    c = b * b
-    pairs = edges(c)
-    assert len(pairs) == 4
-    assert sum(1 for tail, head in pairs if tail is a and head is b) == 2
-    assert sum(1 for tail, head in pairs if tail is b and head is c) == 2
 
 
 def test_backward_order_runs_each_node_before_the_nodes_of_its_inputs():
@@ -45,7 +36,7 @@ def test_a_chain_deeper_than_the_recursion_limit_is_walked():
     y = x
     for _ in range(5000):
         y = y * 1.0
-    assert len(tensors_in_order(y)) == 1 + 2 * 5000
+    assert len(topo_order(y, requiring_grad=False)) == 1 + 2 * 5000
     assert len(backward_order(y)) == 5000
 
 
@@ -67,7 +58,7 @@ def test_recorded_gradients_match_the_hand_derived_ones_and_finite_differences()
 def test_module_index_names_modules_and_parameters_by_dotted_path():
     model = nn.MLP([3, 4, 2], rng=0)
     loss = F.softmax_cross_entropy(model(Tensor(np.ones((2, 3), dtype=np.float32))), np.array([0, 1]))
-    index = ModuleIndex(tensors_in_order(loss))
+    index = ModuleIndex(topo_order(loss, requiring_grad=False))
     assert index.paths[id(model)] == "" and index.paths[id(model.layers[2])] == "layers.2"
     assert index.label(model) == "MLP" and index.label(model.layers[0]) == "layers.0: Linear"
     assert index.chains[id(model.layers[1])] == (model, model.layers[1])
@@ -91,7 +82,7 @@ def test_a_sub_model_run_on_its_own_keeps_its_path_in_the_bigger_model():
     model = TwoTowers()
     x = Tensor(np.ones((2, 3)))
     out = (model(x) + model.encoder.layers[0](x)).sum()
-    index = ModuleIndex(tensors_in_order(out))
+    index = ModuleIndex(topo_order(out, requiring_grad=False))
     assert index.paths[id(model.encoder.layers[0])] == "encoder.layers.0"
     assert index.chains[id(model.encoder.layers[0])] == (model, model.encoder, model.encoder.layers[0])
     path, owner = index.parameters[id(model.scales[0])]

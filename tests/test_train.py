@@ -125,9 +125,12 @@ def assert_one_line_error(run, *fragments):
     [
         (("--model", "cnn"), ("invalid choice: 'cnn'",)),
         (("--lr", "-0.1"), ("learning rate must be >= 0, got -0.1",)),
-        (("--epochs", "-2"), ("epochs must be >= 0",)),
-        (("--batch-size", "0"), ("batch size must be at least 1",)),
-        (("--hidden", "0"), ("hidden layer size must be a positive integer",)),
+        (("--epochs", "-2"), ("argument --epochs: expected a whole number >= 0, got -2",)),
+        (("--batch-size", "0"), ("argument --batch-size: expected a whole number >= 1, got 0",)),
+        (("--hidden", "0"), ("argument --hidden: expected a whole number >= 1, got 0",)),
+        (("--seed", "-1"), ("argument --seed: expected a whole number >= 0, got -1",)),
+        (("--model", "softmax", "--hidden", "64"), ("--hidden sets the hidden layer of the mlp",)),
+        (("--momentum", "0.5"), ("--momentum applies to --optimizer sgd only",)),
     ],
 )
 def test_cli_bad_arguments(args, fragments):

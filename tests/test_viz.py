@@ -11,7 +11,8 @@ import pytest
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.graph import backward_recording_grads, tensors_in_order
+from tinygrad_sm.graph import backward_recording_grads
+from tinygrad_sm.tensor import topo_order
 from tinygrad_sm.viz import (
     HIGHLIGHT_BORDER,
     NONFINITE_FILL,
@@ -112,7 +113,7 @@ def test_clusters_carry_module_paths_and_hold_their_nodes():
 
 def test_highlight_and_faded_styles_only_on_the_named_nodes():
     loss, _ = small_mlp_loss()
-    relu = next(t for t in tensors_in_order(loss) if t.grad_fn is not None and t.grad_fn.op_name == "Relu")
+    relu = next(t for t in topo_order(loss) if t.grad_fn is not None and t.grad_fn.op_name == "Relu")
     nodes, _ = parse_dot(to_dot(loss, highlight=[relu.grad_fn], faded=[loss]))
     highlighted = [n for n, (attrs, _) in nodes.items() if 'penwidth="4"' in attrs]
     assert highlighted == [node_with(nodes, "<B>Relu</B>")]
@@ -227,7 +228,7 @@ def deep_model_loss(blocks=4, depth=84, width=8):
 def test_collapse_cuts_a_2000_node_graph_to_a_handful():
     loss = deep_model_loss()
     full, full_edges = parse_dot(to_dot(loss))
-    assert len(full) == len(tensors_in_order(loss)) == 4 * (6 * 84 - 1) + 3
+    assert len(full) == len(topo_order(loss, requiring_grad=False)) == 4 * (6 * 84 - 1) + 3
     collapsed, edges = parse_dot(to_dot(loss, collapse="modules"))
     assert len(collapsed) == 7  # input, 4 blocks, labels, loss
     assert len(classes(collapsed)["module"]) == 4 and len(edges) == 6

@@ -40,6 +40,8 @@ def load_target(spec):
         except Exception as error:
             raise UsageError(f"target file {location!r} raised {type(error).__name__}: {error}") from error
     else:
+        if os.getcwd() not in sys.path:  # like `python -m`, a module in the working directory can be named
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(location)
         except ImportError as error:
@@ -97,9 +99,13 @@ def cmd_demo(args):
 
 
 def cmd_train(args):
+    if args.hidden is not None and args.model != "mlp":
+        raise UsageError(f"--hidden sets the hidden layer of the mlp; the {args.model} model has none")
+    if args.momentum is not None and (args.optimizer or RECIPES[args.model].optimizer) != "sgd":
+        raise UsageError("--momentum applies to --optimizer sgd only (adam has its betas)")
     recipe = recipe_for(args.model, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
                         batch_size=args.batch_size, weight_decay=args.weight_decay, momentum=args.momentum)
-    result = train(args.model, recipe, hidden=args.hidden, seed=args.seed, load=args.load, save=args.save)
+    result = train(args.model, recipe, hidden=args.hidden or 128, seed=args.seed, load=args.load, save=args.save)
     print(result.summary())
     if args.save is not None:
         print(f"saved the model to {args.save}")
@@ -134,17 +140,15 @@ def cmd_debug(args):
     print(f"debugging backward of {args.target}: output shape {output.shape} {output.dtype}, "
           f"{len(stepper.nodes)} nodes, starting gradient {start}; `help` lists the commands")
     shell = DebuggerShell(stepper)
-    if args.commands is not None:
-        shell.run_script(args.commands.split(";"))
-    elif sys.stdin.isatty():
+    if args.commands is None and sys.stdin.isatty():
         try:
             shell.cmdloop()
         except KeyboardInterrupt:
             print()
             return 130
-    else:
-        shell.run_script(sys.stdin)
-    return 1 if shell.failed_checks else 0
+        return 1 if shell.failed_checks else 0
+    shell.run_script([args.commands] if args.commands is not None else sys.stdin)
+    return 2 if shell.mistakes else 1 if shell.failed_checks else 0  # a script with a mistake is a usage error
 
 
 def gradcheck_target(spec):
@@ -185,7 +189,7 @@ def _report_row(name, report, fn, inputs, args):
     faulty_op = None
     if not report.ok:
         first = localize(fn, inputs, eps=args.eps, atol=args.atol, rtol=args.rtol, seed=args.seed).first_failure
-        faulty_op = None if first is None else f"{first.op_name} ({first.location})"
+        faulty_op = None if first is None else first.op_name  # made inside the package: no user line to show
     return _suite_row(name, report.max_abs_error, report.max_rel_error, report.ok, faulty_op)
 
 
@@ -307,6 +311,22 @@ def cmd_graph(args):
     return 0
 
 
+def non_negative_int(text):
+    """argparse type: a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: a whole number >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake in one line (exit 2), without the usage block."""
 
@@ -320,7 +340,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the main job: train, check and draw a network")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=non_negative_int, default=0)
     demo.add_argument("--graph", default=os.path.join("out", "demo_graph.svg"),
                       help="where to draw the trained network's graph (default out/demo_graph.svg)")
     demo.set_defaults(run=cmd_demo)
@@ -330,8 +350,8 @@ def build_parser():
                        help="a built-in model (softmax, logistic, mlp; default softmax) or file.py:name, "
                             "a factory returning (fn, inputs)")
     debug.add_argument("--commands", help='commands to run without a prompt, separated by ";", e.g. "step; print"')
-    debug.add_argument("--batch-size", type=int, default=8, help="rows of digits for a built-in model")
-    debug.add_argument("--seed", type=int, default=0)
+    debug.add_argument("--batch-size", type=positive_int, default=8, help="rows of digits for a built-in model")
+    debug.add_argument("--seed", type=non_negative_int, default=0)
     debug.set_defaults(run=cmd_debug)
 
     check = commands.add_parser("gradcheck", help="check gradients against finite differences (suite or TARGET)")
@@ -344,7 +364,8 @@ def build_parser():
     check.add_argument("--fast", action="store_true", help="check random projections uᵀJv instead of the Jacobian")
     check.add_argument("--localize", action="store_true", help="add the per-node table and name the faulty op")
     check.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
-    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs, projections and upstream grads")
+    check.add_argument("--seed", type=non_negative_int, default=0,
+                       help="seed of the random inputs, projections and upstream grads")
     check.set_defaults(run=cmd_gradcheck)
 
     graph = commands.add_parser("graph", help="draw the computation graph (svg, png, pdf or dot)")
@@ -358,8 +379,8 @@ def build_parser():
     graph.add_argument("--no-grad", action="store_true", help="leave out the gradients")
     graph.add_argument("--collapse", choices=("modules",), help="draw each module (layer) as one node")
     graph.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
-    graph.add_argument("--batch-size", type=int, default=32, help="rows of digits for a built-in model")
-    graph.add_argument("--seed", type=int, default=0)
+    graph.add_argument("--batch-size", type=positive_int, default=32, help="rows of digits for a built-in model")
+    graph.add_argument("--seed", type=non_negative_int, default=0)
     graph.set_defaults(run=cmd_graph)
 
     recipes = "\n".join(
@@ -377,14 +398,16 @@ def build_parser():
     trainer.add_argument("--model", choices=MODELS, default="mlp",
                        help="softmax: 64-10 softmax regression; logistic: 64-1 logistic regression, digit "
                             "{} against {}; mlp: 64-hidden-10 with ReLU (default)".format(*LOGISTIC_DIGITS))
-    trainer.add_argument("--hidden", type=int, default=128, help="hidden units of the mlp (default 128)")
-    trainer.add_argument("--epochs", type=int, help="passes over the training set (0 with --load: evaluate only)")
+    trainer.add_argument("--hidden", type=positive_int, help="hidden units of the mlp (default 128)")
+    trainer.add_argument("--epochs", type=non_negative_int,
+                         help="passes over the training set (0 with --load: evaluate only)")
     trainer.add_argument("--lr", type=float, help="learning rate (>= 0)")
-    trainer.add_argument("--batch-size", type=int, help="rows per optimiser step")
+    trainer.add_argument("--batch-size", type=positive_int, help="rows per optimiser step")
     trainer.add_argument("--weight-decay", type=float, help="L2 penalty added to the gradient, as PyTorch does")
     trainer.add_argument("--optimizer", choices=OPTIMIZERS)
     trainer.add_argument("--momentum", type=float, help="momentum of sgd (default 0.9)")
-    trainer.add_argument("--seed", type=int, default=0, help="initial weights and batch order (the split is fixed)")
+    trainer.add_argument("--seed", type=non_negative_int, default=0,
+                         help="initial weights and batch order (the split is fixed)")
     trainer.add_argument("--save", metavar="PATH", help="write the trained parameters to this .npz file")
     trainer.add_argument("--load", metavar="PATH", help="start from parameters saved with --save")
     trainer.set_defaults(run=cmd_train)
@@ -400,7 +423,7 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"tinygrad-sm {args.command}: error: {error}; the digits, training and notebooks need the extras: "
-              f"pip install -e '.[dev]' (or make setup)", file=sys.stderr)
+              f"pip install 'tinygrad_sm[dev]' (in a checkout: make setup)", file=sys.stderr)
         return 2
     except (UsageError, ValueError, TypeError, OSError) as error:
         if args.debug:

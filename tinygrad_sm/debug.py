@@ -9,8 +9,8 @@ import shlex
 import numpy as np
 
 from tinygrad_sm.gradcheck import check_node, rerun_forward
-from tinygrad_sm.graph import ModuleIndex, backward_order, tensors_in_order
-from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings
+from tinygrad_sm.graph import ModuleIndex, backward_order
+from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings, topo_order
 
 __all__ = ["AnomalyError", "BackwardStep", "BackwardStepper", "DebuggerShell", "detect_anomaly"]
 
@@ -227,18 +227,20 @@ class DebuggerShell(cmd.Cmd):
         self.stepper = stepper
         self.breakpoints = set()
         self.failed_checks = 0
-        self.modules = ModuleIndex(tensors_in_order(stepper.output))
+        self.mistakes = 0  # unknown commands: a script with one exits 2
+        self.modules = ModuleIndex(topo_order(stepper.output, requiring_grad=False))
 
     # ---- running commands ----
     def run_script(self, lines):
-        """Run commands without a terminal (each echoed after the prompt); stops at `quit`."""
+        """Run commands without a terminal, each line split at ";" and echoed after the prompt; stops at `quit`."""
         for line in lines:
-            line = line.strip()
-            if not line:
-                continue
-            self.say(self.prompt + line)
-            if self.onecmd(line):
-                return
+            for command in line.split(";"):
+                command = command.strip()
+                if not command:
+                    continue
+                self.say(self.prompt + command)
+                if self.onecmd(command):
+                    return
 
     def onecmd(self, line):
         if line == "EOF":  # Ctrl-D at the prompt, or the end of piped input
@@ -247,13 +249,14 @@ class DebuggerShell(cmd.Cmd):
         try:
             return super().onecmd(line)
         except (ValueError, RuntimeError, OSError, FloatingPointError, ImportError) as error:
-            self.say(f"{line.split()[0] if line.split() else line}: {type(error).__name__}: {error}")
+            self.say(f"{line.split()[0] if line.split() else line}: {error}")
             return False
 
     def say(self, text):
         print(text, file=self.stdout)
 
     def default(self, line):
+        self.mistakes += 1
         self.say(f"unknown command {line.split()[0]!r}; commands: step [n], continue, break OP, print [NODE], "
                  f"grad [NODE], jacobian, check, graph FILE, list, where, help, quit")
 
@@ -264,7 +267,7 @@ class DebuggerShell(cmd.Cmd):
     # ---- describing nodes ----
     def where_made(self, node):
         """`made at file:line in layers.0: Linear` (the innermost module whose forward made it)."""
-        parts = [f"made at {node.location[0]}:{node.location[1]}"] if node.location is not None else []
+        parts = [f"made at {node.where}"] if node.location is not None else []
         if node.scope:
             parts.append("in " + self.modules.label(node.scope[-1]))
         return " ".join(parts) or "made outside user code"
@@ -289,7 +292,7 @@ class DebuggerShell(cmd.Cmd):
                 self.say(describe_array(target, grad))
 
     def show_finished(self):
-        leaves = [t for t in tensors_in_order(self.stepper.output) if t.is_leaf and t.requires_grad]
+        leaves = [t for t in topo_order(self.stepper.output, requiring_grad=False) if t.is_leaf and t.requires_grad]
         self.say(f"backward finished: {len(self.stepper.steps)} nodes run; .grad set on {len(leaves)} leaves")
         for index, leaf in enumerate(leaves):
             if leaf.grad is not None:

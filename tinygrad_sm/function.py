@@ -4,6 +4,8 @@ A Function is pure numpy math: `forward(ctx, *arrays)` and `backward(ctx, grad_o
 arrays, never Tensors. The engine in tensor.py runs them and records the node.
 """
 
+import os
+
 
 class Context:
     """One op applied once: what its backward needs, and, once recorded, a node of the graph.
@@ -45,9 +47,17 @@ class Context:
         self.saved_tensors = ()
         self.released = True
 
+    @property
+    def where(self):
+        """`file:line` of the user code that made this node (relative to the working directory when under it)."""
+        if self.location is None:
+            return "an unknown place"
+        path, line = self.location
+        relative = os.path.relpath(path)
+        return f"{path if relative.startswith('..') else relative}:{line}"
+
     def __repr__(self):
-        where = f" at {self.location[0]}:{self.location[1]}" if self.location else ""
-        return f"<{self.op_name} node{where}>"
+        return f"<{self.op_name} node at {self.where}>"
 
 
 class Function:
@@ -61,11 +71,11 @@ class Function:
 
     @staticmethod
     def forward(ctx, *arrays):
-        raise NotImplementedError
+        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays) as a staticmethod")
 
     @staticmethod
     def backward(ctx, grad_output):
-        raise NotImplementedError
+        raise NotImplementedError("a Function subclass must define backward(ctx, grad_output) as a staticmethod")
 
     @classmethod
     def apply(cls, *inputs, **attrs):

@@ -28,7 +28,7 @@ def softmax_cross_entropy(logits, target, reduction="mean"):
 
     `target`: int labels of shape (N,) in [0, K), or probabilities of shape (N, K), rows summing to 1.
     """
-    logits = _tensor(logits)
+    logits = _float_tensor("softmax_cross_entropy", logits)
     _check_reduction("softmax_cross_entropy", reduction)
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be 2-D (N, K), got shape {logits.shape}")
@@ -52,7 +52,7 @@ def softmax_cross_entropy(logits, target, reduction="mean"):
 
 def binary_cross_entropy_with_logits(z, y, reduction="mean"):
     """-[y log σ(z) + (1 - y) log(1 - σ(z))], one fused node: its backward is σ(z) - y (over N for the mean)."""
-    z = _tensor(z)
+    z = _float_tensor("binary_cross_entropy_with_logits", z)
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     y = y if isinstance(y, Tensor) else Tensor(np.asarray(y, dtype=z.dtype))
     if y.shape != z.shape:
@@ -60,8 +60,12 @@ def binary_cross_entropy_with_logits(z, y, reduction="mean"):
             f"binary_cross_entropy_with_logits: targets have shape {y.shape}, logits {z.shape}; they must match"
         )
     y = _as_dtype("binary_cross_entropy_with_logits", y, z.dtype)
-    if not ((y.data >= 0) & (y.data <= 1)).all():
-        raise ValueError("binary_cross_entropy_with_logits: targets must be probabilities in [0, 1] (no NaN)")
+    outside = ~((y.data >= 0) & (y.data <= 1))
+    if outside.any():
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: targets must be probabilities in [0, 1] (no NaN), "
+            f"got {y.data[outside].flat[0]}"
+        )
     return ops.BinaryCrossEntropyWithLogits.apply(z, y, reduction=reduction)
 
 
@@ -76,6 +80,13 @@ def softmax_jacobian(a):
 
 def _tensor(z):
     return z if isinstance(z, Tensor) else Tensor(z)
+
+
+def _float_tensor(name, logits):
+    logits = _tensor(logits)
+    if logits.dtype.kind != "f":
+        raise ValueError(f"{name}: logits must be floating point (float32 or float64), got {logits.dtype}")
+    return logits
 
 
 def _as_dtype(name, target, dtype):

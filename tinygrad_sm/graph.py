@@ -3,24 +3,9 @@
 from tinygrad_sm.tensor import backward_steps, topo_order
 
 
-def tensors_in_order(output):
-    """Every tensor `output` was computed from (constants and inputs included), each after its inputs."""
-    return topo_order(output, requiring_grad=False)
-
-
 def backward_order(output):
     """The nodes in the order `backward()` runs them: reverse topological, output's node first."""
     return [tensor.grad_fn for tensor in reversed(topo_order(output)) if tensor.grad_fn is not None]
-
-
-def edges(output):
-    """(input tensor, output tensor) pairs, one per input slot of every node."""
-    return [
-        (parent, tensor)
-        for tensor in tensors_in_order(output)
-        if tensor.grad_fn is not None
-        for parent in tensor.grad_fn.parents
-    ]
 
 
 def backward_recording_grads(output, grad=None, retain_graph=False):

@@ -1,12 +1,12 @@
 """Modules: parameters found by walking attributes, layers, and the two linear classifiers of the softmax story."""
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from tinygrad_sm import functional as F
+from tinygrad_sm.files import write_atomically
 from tinygrad_sm.tensor import Tensor, settings
 
 _default_rng = np.random.default_rng()
@@ -108,19 +108,15 @@ class Module:
         directory = os.path.dirname(path) or "."
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as file, zipfile.ZipFile(file, "w") as archive:
-                for name, array in self.state_dict().items():
+        state = self.state_dict()
+
+        def write_npz(file):
+            with zipfile.ZipFile(file, "w") as archive:
+                for name, array in state.items():
                     with archive.open(f"{name}.npy", "w") as member:
                         np.lib.format.write_array(member, array, allow_pickle=False)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; give it the mode a new file gets
-            os.replace(temporary, path)
-        except BaseException:
-            os.remove(temporary)
-            raise
+
+        write_atomically(path, write_npz)
 
     def load(self, path):
         """Read a file written by `save` (never unpickling) and `load_state_dict` it; returns the module."""
@@ -158,6 +154,12 @@ class Linear(Module):
             self.bias = Tensor(generator.uniform(-bound, bound, (out_features,)).astype(dtype), requires_grad=True)
 
     def forward(self, x):
+        in_features = self.weight.shape[1]
+        if x.ndim == 0 or x.shape[-1] != in_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected inputs with {in_features} features in the last axis, "
+                f"got shape {x.shape}"
+            )
         out = x @ self.weight.T
         return out + self.bias if self.bias is not None else out
 

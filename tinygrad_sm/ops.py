@@ -31,15 +31,25 @@ def broadcasting(op_name, ufunc, a, b):
         ) from None
 
 
-def normalize_axes(axis, ndim):
+def normalize_axes(axis, ndim, op_name="axis"):
     """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if len({a % max(ndim, 1) for a in axes}) != len(axes):
+        raise ValueError(f"{op_name}: axis {axis} names an axis twice; expected distinct axes")
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+            raise ValueError(
+                f"{op_name}: axis {a} is out of range for a tensor with {ndim} dimensions; "
+                f"expected -{ndim} <= axis < {ndim}"
+            )
     return tuple(sorted(a % max(ndim, 1) for a in axes))
+
+
+def sigmoid(x):
+    """σ(x) = 1 / (1 + exp(-x)) = exp(-log(1 + exp(-x))), without overflow in either tail."""
+    return np.exp(-np.logaddexp(0, -x))
 
 
 def expand_reduced(grad, input_shape, axis, keepdims):
@@ -124,7 +134,9 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, grad_output):
         a, b, out = ctx.saved_tensors
-        grad_a = unbroadcast(grad_output * b * a ** (b - 1), a.shape) if ctx.needs_input_grad[0] else None
+        grad_a = None
+        if ctx.needs_input_grad[0]:  # b a^(b-1) is 0 where b = 0, also at a = 0 (where a^-1 would be inf)
+            grad_a = unbroadcast(grad_output * b * a ** np.where(b == 0, 1, b - 1), a.shape)
         grad_b = unbroadcast(grad_output * out * np.log(a), b.shape) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
@@ -225,7 +237,7 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx, x):
-        out = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        out = sigmoid(x)
         ctx.save_for_backward(out)
         return out
 
@@ -256,7 +268,7 @@ class Sum(Function):
 
     @staticmethod
     def forward(ctx, x):
-        normalize_axes(ctx.axis, x.ndim)
+        normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         ctx.save_for_backward(x.shape)
         return np.asarray(x.sum(axis=ctx.axis, keepdims=ctx.keepdims))
 
@@ -271,7 +283,7 @@ class Mean(Function):
 
     @staticmethod
     def forward(ctx, x):
-        axes = normalize_axes(ctx.axis, x.ndim)
+        axes = normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         count = int(np.prod([x.shape[a] for a in axes]))
         ctx.save_for_backward(x.shape, count)
         return np.asarray(x.mean(axis=ctx.axis, keepdims=ctx.keepdims))
@@ -287,7 +299,7 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, x):
-        normalize_axes(ctx.axis, x.ndim)
+        normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         out = x.max(axis=ctx.axis, keepdims=True)
         ctx.save_for_backward(x, out)
         return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
@@ -295,7 +307,7 @@ class Max(Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, out = ctx.saved_tensors
-        is_max = x == out
+        is_max = (x == out) | np.isnan(x)  # a NaN is the maximum numpy reports: it takes the gradient
         share = is_max / is_max.sum(axis=ctx.axis, keepdims=True)
         return expand_reduced(grad_output, x.shape, ctx.axis, ctx.keepdims) * share.astype(x.dtype)
 
@@ -325,8 +337,10 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, x):
-        if ctx.axes is not None and sorted(a % max(x.ndim, 1) for a in ctx.axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {ctx.axes} are not a permutation of the {x.ndim} axes of {x.shape}")
+        if ctx.axes is not None and normalize_axes(ctx.axes, x.ndim, "transpose") != tuple(range(x.ndim)):
+            raise ValueError(
+                f"transpose: axes {ctx.axes} are not a permutation of the {x.ndim} axes of a tensor of shape {x.shape}"
+            )
         return np.transpose(x, ctx.axes)
 
     @staticmethod
@@ -376,7 +390,7 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x):
-        normalize_axes(ctx.axis, x.ndim)
+        normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         exps = np.exp(x - x.max(axis=ctx.axis, keepdims=True))
         out = exps / exps.sum(axis=ctx.axis, keepdims=True)
         ctx.save_for_backward(out)
@@ -393,7 +407,7 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x):
-        normalize_axes(ctx.axis, x.ndim)
+        normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         out = _log_softmax(x, ctx.axis)
         ctx.save_for_backward(out)
         return out
@@ -409,7 +423,7 @@ class LogSumExp(Function):
 
     @staticmethod
     def forward(ctx, x):
-        normalize_axes(ctx.axis, x.ndim)
+        normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         top = x.max(axis=ctx.axis, keepdims=True)
         top = np.where(np.isfinite(top), top, 0)
         exps = np.exp(x - top)
@@ -486,7 +500,6 @@ class BinaryCrossEntropyWithLogits(Function):
     def backward(ctx, grad_output):
         z, y = ctx.saved_tensors
         scale = grad_output / z.size if ctx.reduction == "mean" else grad_output
-        sigmoid = np.exp(-np.logaddexp(0, -z)).astype(z.dtype, copy=False)
-        grad_z = unbroadcast((sigmoid - y) * scale, z.shape)
+        grad_z = unbroadcast((sigmoid(z) - y) * scale, z.shape)
         grad_y = unbroadcast(-z * scale, y.shape) if ctx.needs_input_grad[1] else None
         return grad_z, grad_y

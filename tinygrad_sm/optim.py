@@ -59,7 +59,7 @@ class SGD(Optimizer):
                 else:
                     grad = grad.copy()
                 state["momentum_buffer"] = grad
-            param.data -= self.lr * grad
+            param.data = param.data - self.lr * grad  # a new array: graphs and callers keep the old values
 
 
 class Adam(Optimizer):
@@ -84,7 +84,7 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
             step_size = self.lr / (1 - beta1 ** state["step"])
             denominator = np.sqrt(state["exp_avg_sq"]) / math.sqrt(1 - beta2 ** state["step"]) + self.eps
-            param.data -= step_size * state["exp_avg"] / denominator
+            param.data = param.data - step_size * state["exp_avg"] / denominator
 
 
 def _check_at_least_zero(optimizer, name, value):

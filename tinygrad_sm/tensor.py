@@ -29,12 +29,15 @@ settings = _Settings()
 class no_grad:
     """`with no_grad():` runs ops without recording nodes (inference, optimiser updates)."""
 
+    def __init__(self):
+        self.previous = []
+
     def __enter__(self):
-        self.previous = settings.grad_enabled
+        self.previous.append(settings.grad_enabled)
         settings.grad_enabled = False
 
     def __exit__(self, *exc_info):
-        settings.grad_enabled = self.previous
+        settings.grad_enabled = self.previous.pop()
 
 
 class AnomalyError(FloatingPointError):
@@ -70,6 +73,8 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         if isinstance(data, Tensor):
             data = data.data
+        elif isinstance(data, np.generic):
+            data = np.asarray(data)
         elif not isinstance(data, np.ndarray):
             data = np.asarray(data, dtype=dtype or np.float32)
         if dtype is not None:
@@ -161,10 +166,10 @@ class Tensor:
         return ops.Max.apply(self, axis=_axis_arg(axis), keepdims=keepdims)
 
     def softmax(self, axis=-1):
-        return ops.Softmax.apply(self, axis=axis)
+        return ops.Softmax.apply(self, axis=_axis_arg(axis))
 
     def log_softmax(self, axis=-1):
-        return ops.LogSoftmax.apply(self, axis=axis)
+        return ops.LogSoftmax.apply(self, axis=_axis_arg(axis))
 
     def logsumexp(self, axis=-1, keepdims=False):
         return ops.LogSumExp.apply(self, axis=_axis_arg(axis), keepdims=keepdims)
@@ -371,7 +376,7 @@ def backward_steps(root, grad=None, retain_graph=False):
     if released:
         raise RuntimeError(
             f"backward through a released graph: the saved arrays of {released[0].op_name} (made at "
-            f"{_where(released[0])}) were freed by an earlier backward(); pass retain_graph=True to the first "
+            f"{released[0].where}) were freed by an earlier backward(); pass retain_graph=True to the first "
             f"backward() to run it twice"
         )
     grads = {id(root): grad}
@@ -407,15 +412,11 @@ def _debug_line(phase, op_name, inputs, outputs, started):
     print(f"{phase} {op_name:<28} {_describe(inputs)} -> {_describe(outputs)}  {micros:8.1f} us", file=sys.stderr)
 
 
-def _where(node):
-    return f"{node.location[0]}:{node.location[1]}" if node.location else "an unknown place"
-
-
 def _check_forward(ctx, arrays, data):
     inputs_finite = all(np.all(np.isfinite(a)) for a in arrays if _is_float(a))
     if _is_float(data) and inputs_finite and not np.all(np.isfinite(data)):
         raise AnomalyError(
-            f"{ctx.op_name} made a NaN or Inf from finite inputs ({_describe(arrays)}) at {_where(ctx)}"
+            f"{ctx.op_name} made a NaN or Inf from finite inputs ({_describe(arrays)}) at {ctx.where}"
         )
 
 
@@ -427,5 +428,5 @@ def _check_backward(node, grad_output, grad_inputs):
             raise AnomalyError(
                 f"{node.op_name}.backward sent a NaN or Inf gradient to input {index} "
                 f"(shape {node.parents[index].shape}) from a finite upstream gradient; "
-                f"the node was made at {_where(node)}"
+                f"the node was made at {node.where}"
             )

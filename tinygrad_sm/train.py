@@ -74,11 +74,14 @@ def describe(name, recipe, hidden=128):
     task = f"digit {negative} (label 0) against digit {positive} (label 1)" if name == "logistic" else "ten digits"
     shape = {"softmax": "64-10 softmax regression", "logistic": "64-1 logistic regression",
              "mlp": f"64-{hidden}-10 MLP"}
+    if recipe.epochs == 0:
+        return f"evaluating the {shape[name]} on the {task} (0 epochs: no training)"
     decay = f", weight decay {recipe.weight_decay:g}" if recipe.weight_decay else ""
     momentum = f" with momentum {recipe.momentum:g}" if recipe.optimizer == "sgd" and recipe.momentum else ""
+    epochs = f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}"
     return (
         f"training the {shape[name]} on the {task}: {recipe.optimizer}{momentum} at lr {recipe.lr:g}, "
-        f"{recipe.epochs} epochs of batches of {recipe.batch_size}{decay}"
+        f"{epochs} of batches of {recipe.batch_size}{decay}"
     )
 
 

@@ -8,14 +8,14 @@ Only this module imports graphviz.
 import html
 import os
 import re
-import tempfile
 
 import graphviz
 import numpy as np
 
+from tinygrad_sm.files import write_atomically
 from tinygrad_sm.function import Context
-from tinygrad_sm.graph import ModuleIndex, backward_recording_grads, tensors_in_order
-from tinygrad_sm.tensor import Tensor
+from tinygrad_sm.graph import ModuleIndex, backward_recording_grads
+from tinygrad_sm.tensor import Tensor, topo_order
 
 FORMATS = ("svg", "png", "pdf", "dot")
 RANKDIRS = ("TB", "LR", "BT", "RL")
@@ -104,18 +104,18 @@ def write_graph(graph, path, format=None):
     path = os.fspath(path)
     format = _format_for(path, format)
     if format == "dot":
-        _write_atomically(path, graph.source.encode())
+        write_atomically(path, lambda file: file.write(graph.source.encode()))
         return path
     try:
         data = graph.pipe(format=format)
     except graphviz.ExecutableNotFound:
         dot_path = os.path.splitext(path)[0] + ".dot"
-        _write_atomically(dot_path, graph.source.encode())
+        write_atomically(dot_path, lambda file: file.write(graph.source.encode()))
         raise DotNotFoundError(
             f"cannot render {path}: graphviz's `dot` program was not found; the DOT text is in {dot_path}. "
             f"To draw it, {INSTALL_DOT}, then run `dot -T{format} {dot_path} -o {path}`"
         ) from None
-    _write_atomically(path, data)
+    write_atomically(path, lambda file: file.write(data))
     return path
 
 
@@ -153,20 +153,6 @@ def _format_for(path, format):
     return format
 
 
-def _write_atomically(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path}: the directory {directory} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 class _Drawing:
     """One drawing in the making: which tensor is which kind, where it sits, how it looks."""
 
@@ -174,7 +160,7 @@ class _Drawing:
         self.output = output
         self.show_data, self.show_grad, self.rankdir, self.collapse = show_data, show_grad, rankdir, collapse
         self.grads = grads
-        self.tensors = tensors_in_order(output)
+        self.tensors = topo_order(output, requiring_grad=False)
         self.index = {id(tensor): position for position, tensor in enumerate(self.tensors)}
         self.made_by = {id(t.grad_fn): t for t in self.tensors if t.grad_fn is not None}
         self.modules = ModuleIndex(self.tensors)
@@ -374,8 +360,7 @@ class _Drawing:
         attrs["label"] = "<" + "<BR/>".join(lines) + ">"
         attrs["class"] = kind if kind != "output" else "op output" if tensor.grad_fn is not None else "output"
         if tensor.grad_fn is not None and tensor.grad_fn.location:
-            file, line = tensor.grad_fn.location
-            attrs["tooltip"] = f"{tensor.grad_fn.op_name} made at {os.path.basename(file)}:{line}"
+            attrs["tooltip"] = f"{tensor.grad_fn.op_name} made at {tensor.grad_fn.where}"
         self.restyle(attrs, grad_pending, nonfinite, id(tensor) in self.highlighted, faded)
         return attrs
 
