@@ -90,11 +90,21 @@ def test_logsumexp_is_stable_at_huge_logits(dtype, axis, keepdims):
     np.testing.assert_allclose(z.grad.data, softmax_reference(z.data, axis), rtol=0, atol=1e-6)
 
 
-def test_tensor_methods_are_the_functional_forms():
-    z = Tensor(np.random.default_rng(3).standard_normal((4, 6)))
-    np.testing.assert_array_equal(z.softmax(axis=0).data, F.softmax(z, axis=0).data)
-    np.testing.assert_array_equal(z.log_softmax().data, F.log_softmax(z).data)
-    np.testing.assert_array_equal(z.logsumexp(axis=1, keepdims=True).data, F.logsumexp(z, 1, keepdims=True).data)
+def test_softmax_family_values_match_numpy_over_axis_tuples_and_lists():
+    z = np.random.default_rng(3).standard_normal((4, 6, 2))
+    np.testing.assert_allclose(F.softmax(z, axis=(0, 2)).data, softmax_reference(z, (0, 2)), atol=1e-12)
+    np.testing.assert_allclose(F.log_softmax(z, axis=[1]).data, np.log(softmax_reference(z, 1)), atol=1e-12)
+    np.testing.assert_allclose(
+        F.logsumexp(z, axis=[0, 1], keepdims=True).data, logsumexp_reference(z, (0, 1), keepdims=True), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("loss", [F.softmax_cross_entropy, F.binary_cross_entropy_with_logits])
+def test_integer_logits_are_refused(loss):
+    logits, target = (np.array([[1, 2], [3, 4]]), np.array([0, 1])) if loss is F.softmax_cross_entropy else (
+        np.array([1, -2]), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="logits must be floating point.*got int64"):
+        loss(logits, target)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])

@@ -261,3 +261,16 @@ def test_saved_file_gets_the_permissions_of_a_new_file(tmp_path):
     two_layer().save(path)
     (tmp_path / "plain").write_bytes(b"")
     assert os.stat(path).st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
+
+
+def test_linear_names_the_expected_number_of_features():
+    with pytest.raises(ValueError, match=r"Linear: expected inputs with 3 features .* got shape \(4, 5\)"):
+        nn.Linear(3, 2)(Tensor(np.zeros((4, 5))))
+
+
+def test_saved_files_get_the_mode_of_a_plain_new_file(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    path = tmp_path / "model.npz"
+    nn.Linear(2, 2).save(path)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

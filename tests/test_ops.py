@@ -71,3 +71,34 @@ def test_comparisons_give_boolean_tensors_outside_the_graph():
         assert mask.dtype == np.bool_
         assert not mask.requires_grad and mask.grad_fn is None
     np.testing.assert_array_equal((x > 0).data, [True, False, True])
+
+
+def test_pow_gradient_at_zero_with_exponent_zero_is_zero_not_nan():
+    """d/dx x⁰ = 0 everywhere, also at x = 0 (where b x^(b-1) would be 0 * inf)."""
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x**0 + x ** Tensor(np.array([0.0, 1.0]))).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 1.0])
+
+
+def test_max_with_a_nan_sends_the_gradient_to_the_nan():
+    x = Tensor(np.array([1.0, np.nan, 3.0]), requires_grad=True)
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 1.0, 0.0])
+
+
+def test_sigmoid_of_integers_is_a_float_sigmoid():
+    np.testing.assert_allclose(Tensor(np.array([-2, 0, 3])).sigmoid().data, 1 / (1 + np.exp(-np.array([-2, 0, 3]))))
+
+
+def test_axis_errors_name_the_op_and_what_was_expected():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"Sum: axis 5 is out of range .* expected -2 <= axis < 2"):
+        x.sum(axis=5)
+    with pytest.raises(ValueError, match=r"Max: axis \(0, 0\) names an axis twice"):
+        x.max(axis=(0, 0))
+    with pytest.raises(ValueError, match=r"transpose: axis 3 is out of range"):
+        x.transpose(3, 0)
+    with pytest.raises(ValueError, match=r"transpose: axis \(0, 0\) names an axis twice"):
+        x.transpose(0, 0)
+    with pytest.raises(ValueError, match=r"transpose: axes \(1,\) are not a permutation of the 2 axes"):
+        x.transpose(1)

@@ -186,3 +186,17 @@ def test_params_must_be_an_iterable_of_float_tensors():
         optim.SGD(Tensor([1.0], requires_grad=True), lr=0.1)
     with pytest.raises(TypeError, match="parameter 0 must be a floating-point Tensor"):
         optim.Adam([np.zeros(2)])
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)])
+def test_a_step_leaves_the_callers_array_and_recorded_graphs_alone(make):
+    values = np.array([1.0, 2.0])
+    w = Tensor(values, requires_grad=True)
+    x = Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    loss = (w * x).sum()
+    loss.backward(retain_graph=True)
+    make([w]).step()
+    np.testing.assert_array_equal(values, [1.0, 2.0])
+    x.grad = None
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.data, [1.0, 2.0])  # d loss / dx = the w the graph was recorded with

@@ -75,8 +75,19 @@ def test_no_grad_records_nothing_and_detach_cuts_the_graph():
     with no_grad():
         y = x * 2
     assert y.grad_fn is None and not y.requires_grad
-    z = (x * 2).detach()
-    assert z.grad_fn is None and not z.requires_grad and z.data is not None
+    z = x.detach()
+    assert z.grad_fn is None and not z.requires_grad and np.shares_memory(z.data, x.data)
+
+
+def test_one_no_grad_object_can_be_entered_twice_nested():
+    from tinygrad_sm.tensor import settings
+
+    context = no_grad()
+    with context:
+        with context:
+            pass
+        assert not settings.grad_enabled
+    assert settings.grad_enabled
 
 
 def test_constants_and_inputs_without_grad_get_none():
@@ -91,6 +102,7 @@ def test_dtype_rules():
     assert Tensor([1, 2, 3]).dtype == np.float32
     assert Tensor(2.5).dtype == np.float32
     assert Tensor(np.zeros(2)).dtype == np.float64
+    assert Tensor(np.float64(0.1)).dtype == np.float64 and Tensor(np.float64(0.1)).item() == 0.1
     x32 = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
     assert (x32 * 2.5 + 1).dtype == np.float32
     assert (2.5 / x32 - 1).dtype == np.float32

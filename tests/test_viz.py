@@ -261,6 +261,8 @@ def test_write_dot_and_pdf_and_formats(tmp_path):
     graph = draw_graph(loss)
     dot_path = write_graph(graph, tmp_path / "g.dot")
     assert open(dot_path).read() == graph.source
+    (tmp_path / "touched").write_bytes(b"")
+    assert os.stat(dot_path).st_mode & 0o777 == (tmp_path / "touched").stat().st_mode & 0o777  # not mkstemp's 0600
     assert open(write_graph(graph, tmp_path / "g.pdf"), "rb").read()[:5] == b"%PDF-"
     assert open(write_graph(graph, tmp_path / "plain", format="svg")).read().lstrip().startswith("<?xml")
     with pytest.raises(ValueError, match="suffix .png but the format asked for is svg"):

@@ -11,7 +11,7 @@ from tinygrad_sm import data, nn
 from tinygrad_sm import functional as F
 from tinygrad_sm.tensor import Tensor
 
-DOMAINS = ("real", "positive", "nonzero", "distinct")
+DOMAINS = ("real", "positive", "nonzero", "distinct", "probability")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class OpCase:
     """`fn(*tensors)` exercises the Function named `op` on inputs of `shapes`, drawn from `domains`.
 
     Domains: "real" (standard normal), "positive" (log, a pow base), "nonzero" (a divisor, relu away
-    from its kink), "distinct" (max without ties).
+    from its kink), "distinct" (max without ties), "probability" (a target strictly inside (0, 1)).
     """
 
     name: str
@@ -44,6 +44,8 @@ def _draw(rng, shape, domain):
     if domain == "distinct":
         count = int(np.prod(shape))
         return (rng.permutation(count) * 0.25 + rng.uniform(0, 0.05, count)).reshape(shape) - count * 0.125
+    if domain == "probability":
+        return rng.uniform(0.05, 0.95, shape)
     raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
 
 
@@ -96,6 +98,9 @@ OP_CASES = (
            lambda z: F.softmax_cross_entropy(z, _LABELS, reduction="none"), ((4, 3),)),
     OpCase("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogits",
            lambda z: F.binary_cross_entropy_with_logits(z, _BINARY_TARGETS), ((5,),)),
+    OpCase("binary_cross_entropy_with_logits (targets too, none)", "BinaryCrossEntropyWithLogits",
+           lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction="none"), ((5,), (5,)),
+           ("real", "probability")),
 )
 
 
