@@ -2,15 +2,17 @@
 backward is broken on purpose."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import Cube, numerical_gradients
 
-from tinygrad_sm import Function, Tensor, ops
+from tinygrad_sm import Function, Tensor, nn, ops
 from tinygrad_sm import functional as F
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
-from tinygrad_sm.gradcheck import check_node, check_nodes, gradcheck, localize, model_fn, numerical_jacobian
+from tinygrad_sm.gradcheck import check_node, check_nodes, gradcheck, hessian, localize, model_fn, numerical_jacobian
 
 
 def _tensors(case, seed=0):
@@ -335,3 +337,166 @@ def test_transposed_inputs_are_perturbed_not_copies_of_them():
     nodes = check_nodes((x @ w.T).sum())
     assert nodes.ok, str(nodes)
     assert numerical_jacobian(lambda t: (t * t).sum(), weight) == pytest.approx(2 * weight.reshape(1, -1), rel=1e-6)
+
+
+# ---- kinks are confirmed at a smaller step; captured leaves; model_fn's containers; bad steps ----
+
+
+class SteepSquare(Function):
+    """y = 1000 x²: d/dx = 2000 x, exact; smooth, but its one-sided differences differ by 2000 eps."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 1000 * x * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * 2000 * x
+
+
+class SteepSquareOff(SteepSquare):
+    """The same, its backward off by 4e-4 (40 times atol)."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * (2000 * x + 4e-4)
+
+
+def test_a_wrong_gradient_near_the_minimum_of_a_steep_smooth_function_fails():
+    x = np.array([1e-5, -2e-5, 3e-5])  # one-sided differences 2000 x ± 1000 eps: their gap 2e-3 is 200 times atol
+    wrong = gradcheck(lambda t: SteepSquareOff.apply(t), [x])
+    check = wrong.inputs[0]
+    assert not wrong.ok and check.nondifferentiable == 0 and check.mismatches == 3
+    assert check.max_abs_error == pytest.approx(4e-4, rel=1e-6)
+    assert not gradcheck(lambda t: SteepSquareOff.apply(t).sum(), [x], fast=True).ok
+    right = gradcheck(lambda t: SteepSquare.apply(t), [x])
+    assert right.ok and right.inputs[0].nondifferentiable == 0, str(right)
+    assert gradcheck(lambda t: SteepSquare.apply(t).sum(), [x], fast=True).ok
+    node = SteepSquareOff.apply(Tensor(x, requires_grad=True)).grad_fn
+    for fast in (False, True):
+        assert not check_node(node, np.ones(3), fast=fast).ok
+
+
+def test_a_kink_just_inside_the_step_is_neither_a_failure_nor_non_differentiable():
+    """relu at ±3e-7 is differentiable (slope 1 and 0), but a kink lies within ±eps = 1e-6 of it."""
+    report = gradcheck(lambda t: t.relu().sum(), [np.array([3e-7, -3e-7, 0.0])])
+    check = report.inputs[0]
+    assert report.ok and check.nondifferentiable_at == [(2,)] and check.max_abs_error < 1e-8
+
+
+def test_numerical_jacobian_of_functions_returning_a_view_of_their_input():
+    """f(x) = x has J = I: the output may share memory with the perturbed point, and must be read before it moves."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert numerical_jacobian(lambda t: t, x) == pytest.approx(np.eye(4), abs=1e-9)
+    assert numerical_jacobian(lambda t: t.T, x) == pytest.approx(np.eye(4)[[0, 2, 1, 3]], abs=1e-9)
+
+
+def test_gradcheck_leaves_the_grad_of_captured_tensors_alone():
+    w = Tensor(np.array([1.0, -2.0, 0.5]), requires_grad=True)
+    kept = Tensor(np.full(3, 7.0))
+    b = Tensor(np.array([0.1, 0.2, 0.3]), requires_grad=True)
+    b.grad = kept
+    x = np.arange(3.0)
+    for fast in (False, True):
+        report = gradcheck(lambda t: (t * w + b).tanh(), [x], fast=fast)
+        assert report.ok and w.grad is None and b.grad is kept, f"fast={fast}"
+    model, loss_fn = MODEL_CASES[0].build()
+    before = [param.grad for param in model.parameters()]
+    assert gradcheck(lambda t: loss_fn(model) * t, [np.array([2.0])]).ok
+    assert all(param.grad is grad for param, grad in zip(model.parameters(), before))
+
+
+class Scaled(nn.Module):
+    """x * weight * scales[0] * pair[1] + pair[0]: parameters in an attribute, a list and a tuple."""
+
+    def __init__(self):
+        self.weight = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+        self.scales = [Tensor(np.array([0.5, -1.0]), requires_grad=True)]
+        self.pair = (Tensor(np.array([0.1, 0.2]), requires_grad=True), Tensor(np.array([3.0, 4.0]), requires_grad=True))
+
+    def forward(self, x):
+        return x * self.weight * self.scales[0] * self.pair[1] + self.pair[0]
+
+
+def _loss(model):
+    return (model(Tensor(np.array([3.0, -4.0]))) ** 2).sum()
+
+
+def test_model_fn_swaps_parameters_held_in_lists_and_tuples():
+    model = Scaled()
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["weight", "scales.0", "pair.0", "pair.1"]
+    before, pair = model.parameters(), model.pair
+    fn, params = model_fn(model, _loss)
+    values = [np.array([2.0, 1.0]), np.array([1.0, 3.0]), np.array([0.0, 1.0]), np.array([1.0, 0.5])]
+    by_hand = np.sum((np.array([3.0, -4.0]) * values[0] * values[1] * values[3] + values[2]) ** 2)
+    assert fn(*[Tensor(value) for value in values]).item() == pytest.approx(by_hand, rel=1e-12)
+    report = gradcheck(fn, params)
+    assert report.ok and len(report.inputs) == 4 and report.upcast == [0]
+    assert all(after is original for after, original in zip(model.parameters(), before)) and model.pair is pair
+
+
+class Frozen(nn.Module):
+    """A module whose attributes cannot be set after __init__."""
+
+    def __init__(self):
+        object.__setattr__(self, "bias", Tensor(np.array([1.0]), requires_grad=True))
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Frozen: cannot set {name}")
+
+
+class Outer(nn.Module):
+    def __init__(self):
+        self.weight = Tensor(np.array([2.0]), requires_grad=True)
+        self.blocks = [Frozen()]
+
+
+def test_model_fn_restores_the_model_when_a_swap_or_the_loss_fails():
+    model = Outer()
+    weight, bias = model.weight, model.blocks[0].bias
+    fn, params = model_fn(model, lambda m: (m.weight * m.blocks[0].bias).sum())
+    with pytest.raises(AttributeError, match="cannot set bias"):
+        fn(*[Tensor(param.data * 3) for param in params])
+    assert model.weight is weight and model.blocks[0].bias is bias
+
+    def broken(m):
+        raise RuntimeError("loss failed")
+
+    model = Scaled()
+    before = model.parameters()
+    fn, params = model_fn(model, broken)
+    with pytest.raises(RuntimeError, match="loss failed"):
+        fn(*[Tensor(param.data) for param in params])
+    assert all(after is original for after, original in zip(model.parameters(), before))
+
+
+@pytest.mark.parametrize("options, wrong", [
+    ({"eps": 0.0}, "eps must be > 0"), ({"eps": -1e-6}, "eps must be > 0"), ({"eps": np.nan}, "eps must be > 0"),
+    ({"atol": -1e-5}, "atol must be >= 0"), ({"rtol": -0.1}, "rtol must be >= 0"), ({"atol": np.inf}, "atol must be"),
+])
+def test_a_bad_step_or_tolerance_is_refused_by_every_checker(options, wrong):
+    x = np.array([0.5, 1.5])
+    node = Cube.apply(Tensor(x, requires_grad=True)).grad_fn
+    checks = {
+        "gradcheck": lambda: gradcheck(lambda t: t.tanh(), [x], **options),
+        "check_nodes": lambda: check_nodes(Cube.apply(Tensor(x, requires_grad=True)), **options),
+        "check_node": lambda: check_node(node, None, **options),
+        "localize": lambda: localize(lambda t: t.tanh(), [x], **options),
+    }
+    if set(options) == {"eps"}:
+        checks["numerical_jacobian"] = lambda: numerical_jacobian(lambda t: t.tanh(), x, **options)
+        checks["hessian"] = lambda: hessian(lambda t: t.tanh().sum(), x, **options)
+    for name, check in checks.items():
+        with pytest.raises(ValueError, match=f"^{name}: {wrong}"):
+            check()
+
+
+def test_cli_gradcheck_with_eps_zero_is_a_usage_error():
+    done = subprocess.run([sys.executable, "-m", "tinygrad_sm", "gradcheck", "--eps", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "eps must be > 0" in done.stderr and "Traceback" not in done.stderr

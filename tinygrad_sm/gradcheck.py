@@ -1,6 +1,7 @@
 """Calculus by two independent routes: finite differences of forward, and autograd; the gradient check that
 says where a gradient is wrong (`gradcheck`; `check_nodes` per node, `check_node` for one)."""
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -16,21 +17,88 @@ def _float64_copy(x):
     return np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64, order="C")
 
 
+def _check_step(caller, eps, atol=0.0, rtol=0.0):
+    """ValueError unless eps is finite and > 0 and the tolerances finite and >= 0."""
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"{caller}: eps must be > 0 (the finite-difference step), got {eps!r}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{caller}: {name} must be >= 0 and finite, got {value!r}")
+
+
+def _each_element(evaluate, array, eps, elements=None):
+    """evaluate() at x ± eps e_j for each element j of `array` (all, or those listed), perturbing `array` in place
+    and restoring it: two (output size, number of elements) float64 arrays. `array` must be C-contiguous; each
+    value is copied before the next perturbation, as it may be a view of `array` (f(x) = x)."""
+    flat = array.reshape(-1)
+    elements = range(flat.size) if elements is None else elements
+    plus = minus = None
+    for column, j in enumerate(elements):
+        original = flat[j]
+        flat[j] = original + eps
+        up = np.array(evaluate(), dtype=np.float64).reshape(-1)
+        flat[j] = original - eps
+        down = np.array(evaluate(), dtype=np.float64).reshape(-1)
+        flat[j] = original
+        if plus is None:
+            plus, minus = np.empty((up.size, len(elements))), np.empty((up.size, len(elements)))
+        plus[:, column], minus[:, column] = up, down
+    if plus is None:
+        plus = minus = np.empty((np.size(evaluate()), 0))
+    return plus, minus
+
+
+def _along(evaluate, array, direction, eps):
+    """evaluate() at x ± eps v with `array` (x) moved in place along `direction` (v), then restored: two
+    (output size, 1) arrays."""
+    original, step = array.copy(), eps * direction
+    np.add(original, step, out=array)
+    plus = np.array(evaluate(), dtype=np.float64).reshape(-1, 1)
+    np.subtract(original, step, out=array)
+    minus = np.array(evaluate(), dtype=np.float64).reshape(-1, 1)
+    array[...] = original
+    return plus, minus
+
+
+def _backward_rows(output, leaves, upstreams=None):
+    """One (rows, leaf size) matrix per leaf: row k = d(g_k · output)/d leaf by one backward of g_k with the graph
+    retained; `upstreams` None means g_k = e_k for every output element, i.e. the Jacobian.
+
+    Every other tensor of the graph (a weight `fn` captured, a model's parameters) keeps the `.grad` it had.
+    """
+    count = output.size if upstreams is None else len(upstreams)
+    if not output.requires_grad:
+        return [np.zeros((count, leaf.size)) for leaf in leaves]
+    matrices = [np.empty((count, leaf.size)) for leaf in leaves]
+    checked = {id(leaf) for leaf in leaves}
+    others = [t for t in topo_order(output) if id(t) not in checked]
+    kept = [t.grad for t in others]
+    try:
+        for k in range(count):
+            if upstreams is None:
+                upstream = np.zeros(output.shape)
+                upstream.flat[k] = 1.0
+            else:
+                upstream = upstreams[k]
+            for leaf in leaves:
+                leaf.grad = None
+            for _ in backward_steps(output, upstream, retain_graph=True):
+                pass
+            for leaf, matrix in zip(leaves, matrices):
+                matrix[k] = 0.0 if leaf.grad is None else leaf.grad.data.reshape(-1)
+    finally:
+        for tensor, grad in zip(others, kept):
+            tensor.grad = grad
+    return matrices
+
+
 def numerical_jacobian(fn, x, eps=1e-6):
     """J[i, j] ≈ (f(x + eps e_j) - f(x - eps e_j))_i / 2 eps, in float64; shape (output size, input size)."""
+    _check_step("numerical_jacobian", eps)
     point = _float64_copy(x)
-    flat = point.reshape(-1)
-    columns = []
     with no_grad():
-        for j in range(flat.size):
-            original = flat[j]
-            flat[j] = original + eps
-            plus = np.array(fn(Tensor(point)).data, dtype=np.float64).reshape(-1)
-            flat[j] = original - eps
-            minus = np.array(fn(Tensor(point)).data, dtype=np.float64).reshape(-1)
-            flat[j] = original
-            columns.append((plus - minus) / (2 * eps))
-    return np.stack(columns, axis=1)
+        plus, minus = _each_element(lambda: fn(Tensor(point)).data, point, eps)
+    return (plus - minus) / (2 * eps)
 
 
 def jacobian(fn, x):
@@ -39,43 +107,19 @@ def jacobian(fn, x):
     Other leaves `fn` reaches (a model's parameters, say) keep the `.grad` they had before the call.
     """
     point = Tensor(_float64_copy(x), requires_grad=True)
-    output = fn(point)
-    rows = np.zeros((output.size, point.size))
-    if not output.requires_grad:
-        return rows
-    other_leaves = [t for t in topo_order(output) if t.grad_fn is None and t is not point]
-    kept_grads = [t.grad for t in other_leaves]
-    for i in range(output.size):
-        seed = np.zeros(output.shape)
-        seed.flat[i] = 1.0
-        point.grad = None
-        for _ in backward_steps(output, seed, retain_graph=True):
-            pass
-        if point.grad is not None:
-            rows[i] = point.grad.data.reshape(-1)
-    for leaf, grad in zip(other_leaves, kept_grads):
-        leaf.grad = grad
-    return rows
+    return _backward_rows(fn(point), [point])[0]
 
 
 def hessian(fn, x, eps=1e-5):
     """H[:, j] ≈ (∇f(x + eps e_j) - ∇f(x - eps e_j)) / 2 eps from autograd gradients of a scalar f, symmetrised."""
+    _check_step("hessian", eps)
     point = _float64_copy(x)
     with no_grad():
         size = fn(Tensor(point)).size
     if size != 1:
         raise ValueError(f"hessian: fn must return a scalar (one element), got {size} elements")
-    flat = point.reshape(-1)
-    columns = []
-    for j in range(flat.size):
-        original = flat[j]
-        flat[j] = original + eps
-        plus = jacobian(fn, point)[0]
-        flat[j] = original - eps
-        minus = jacobian(fn, point)[0]
-        flat[j] = original
-        columns.append((plus - minus) / (2 * eps))
-    matrix = np.stack(columns, axis=1)
+    plus, minus = _each_element(lambda: jacobian(fn, point)[0], point, eps)
+    matrix = (plus - minus) / (2 * eps)
     return (matrix + matrix.T) / 2
 
 
@@ -126,8 +170,20 @@ class InputCheck:
         }
 
 
+class _LargestErrors:
+    """max_abs_error and max_rel_error: the largest over `self.inputs` (NaN counts as the largest)."""
+
+    @property
+    def max_abs_error(self):
+        return max((check.max_abs_error for check in self.inputs), default=0.0, key=_nan_first)
+
+    @property
+    def max_rel_error(self):
+        return max((check.max_rel_error for check in self.inputs), default=0.0, key=_nan_first)
+
+
 @dataclass
-class GradcheckReport:
+class GradcheckReport(_LargestErrors):
     """What `gradcheck` found: `ok`, and one `InputCheck` per input that requires a gradient."""
 
     inputs: list
@@ -141,14 +197,6 @@ class GradcheckReport:
     @property
     def ok(self):
         return all(check.ok for check in self.inputs)
-
-    @property
-    def max_abs_error(self):
-        return max((check.max_abs_error for check in self.inputs), default=0.0, key=_nan_first)
-
-    @property
-    def max_rel_error(self):
-        return max((check.max_rel_error for check in self.inputs), default=0.0, key=_nan_first)
 
     def worst(self):
         """The failing InputCheck with the largest absolute error (or None when all pass)."""
@@ -231,18 +279,11 @@ def _describe_input(check):
     return text
 
 
-def _compare(index, shape, output_shape, analytical, numerical, left, right, atol, rtol, fast=False):
-    """Compare (outputs x inputs) arrays: analytical vs central differences, with the one-sided ones for kinks."""
+def _compare(index, shape, output_shape, analytical, numerical, kink, atol, rtol, fast=False):
+    """Compare (outputs x inputs) arrays: analytical vs central differences, the `kink` entries left out."""
     with np.errstate(invalid="ignore", over="ignore"):
         abs_error = np.abs(analytical - numerical)
-        tolerance = atol + rtol * np.abs(numerical)
-        low, high = np.minimum(left, right), np.maximum(left, right)
-        kink = (
-            (high - low > atol + rtol * np.maximum(np.abs(low), np.abs(high)))
-            & (analytical >= low - tolerance)
-            & (analytical <= high + tolerance)
-        )
-        mismatch = ~(abs_error <= tolerance) & ~kink
+        mismatch = ~(abs_error <= atol + rtol * np.abs(numerical)) & ~kink
         rel_error = abs_error / np.maximum(np.abs(numerical), max(atol, np.finfo(np.float64).tiny))
         score = np.where(np.isnan(abs_error), np.inf, abs_error)
     score[kink] = -1.0
@@ -267,10 +308,47 @@ def _compare(index, shape, output_shape, analytical, numerical, left, right, ato
     )
 
 
-def _differences(plus, minus, base, eps):
-    """Central, left and right differences: (f+ - f-) / 2eps, (f0 - f-) / eps, (f+ - f0) / eps."""
+def _differences(plus, minus, base, eps, analytical, atol, rtol):
+    """The central difference (f+ - f-) / 2eps; the gap between the one-sided ones, (f0 - f-) / eps and
+    (f+ - f0) / eps; and where they disagree with `analytical` between them (a suspected kink)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        return (plus - minus) / (2 * eps), (base - minus) / eps, (plus - base) / eps
+        central, left, right = (plus - minus) / (2 * eps), (base - minus) / eps, (plus - base) / eps
+        low, high = np.minimum(left, right), np.maximum(left, right)
+        tolerance = atol + rtol * np.abs(central)
+        kink = (
+            (high - low > atol + rtol * np.maximum(np.abs(low), np.abs(high)))
+            & (analytical >= low - tolerance)
+            & (analytical <= high + tolerance)
+        )
+        return central, high - low, kink
+
+
+def _check_input(index, output_shape, analytical, evaluate, array, direction, base, eps, atol, rtol):
+    """An InputCheck of `analytical` (outputs x columns) against central differences of evaluate() (f(x) = `base`),
+    with `array` moved along each of its elements (a column each), or along `direction` (fast mode: one column).
+
+    A suspected kink, where the one-sided differences disagree and `analytical` lies between them, is redone at
+    step eps/10: at a real kink (relu at 0, tied maxima) the gap between them stays, and the entry is reported as
+    non-differentiable; on a smooth function it shrinks with the step, and the entry is compared like any other,
+    with whichever central difference (step eps or eps/10) is closer, since a kink just inside ±eps biases the first.
+    """
+
+    def perturbed(step, columns=None):
+        if direction is None:
+            return _each_element(evaluate, array, step, columns)
+        return _along(evaluate, array, direction, step)
+
+    numerical, gap, kink = _differences(*perturbed(eps), base, eps, analytical, atol, rtol)
+    if kink.any():
+        columns = np.flatnonzero(kink.any(axis=0))
+        wanted, compared = analytical[:, columns], numerical[:, columns]
+        finer, finer_gap, _ = _differences(*perturbed(eps / 10, columns), base, eps / 10, wanted, atol, rtol)
+        stays = finer_gap > gap[:, columns] / 2
+        with np.errstate(invalid="ignore", over="ignore"):
+            closer = np.abs(wanted - finer) < np.abs(wanted - compared)
+        numerical[:, columns] = np.where(kink[:, columns] & ~stays & closer, finer, compared)
+        kink[:, columns] &= stays
+    return _compare(index, array.shape, output_shape, analytical, numerical, kink, atol, rtol, direction is not None)
 
 
 def _is_checked(value):
@@ -318,55 +396,35 @@ def _evaluate(fn, args):
         return np.array(fn(*args).data, dtype=np.float64).reshape(-1)
 
 
-def _vector_jacobian(output, args, checked, upstream):
-    """d(upstream · output)/d input for every checked input, by one backward."""
-    for index in checked:
-        args[index].grad = None
-    if output.requires_grad:
-        output.backward(upstream, retain_graph=True)
-    return [np.zeros(args[i].shape) if args[i].grad is None else args[i].grad.data for i in checked]
-
-
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
     """Check fn's autograd gradients against central differences in float64; returns a GradcheckReport.
 
     Inputs checked: Tensors with requires_grad=True and float numpy arrays; others are constants.
     Full mode compares the whole Jacobian (two forward passes per input element, one backward per output
     element); `fast=True` compares one random projection uᵀJv per input (two forward passes per input).
-    Where the one-sided differences disagree and the analytical value lies between them (relu at 0, tied
-    maxima) the element is reported as non-differentiable, not as a failure.
+    Where the one-sided differences disagree, the analytical value lies between them, and the gap stays at a
+    ten times smaller step (relu at 0, tied maxima), the element is reported as non-differentiable, not as a
+    failure. Tensors `fn` captures keep their `.grad`.
     """
+    _check_step("gradcheck", eps, atol, rtol)
     args, checked, upcast = _prepare(inputs)
+    leaves = [args[index] for index in checked]
     output = _run(fn, args)
-    base = np.array(output.data, dtype=np.float64).reshape(-1)
+    base = np.array(output.data, dtype=np.float64).reshape(-1, 1)
     results = []
     if fast:
         rng = np.random.default_rng(seed)
         u = _unit(rng.standard_normal(output.shape))
-        grads = _vector_jacobian(output, args, checked, u)
-        for index, grad in zip(checked, grads):
-            v = _unit(rng.standard_normal(args[index].shape))
-            plus, minus = _along(fn, args, index, v, eps)
-            project = u.reshape(-1)
-            central, left, right = _differences(project @ plus, project @ minus, project @ base, eps)
-            analytical = np.array([[np.sum(grad * v)]])
-            results.append(
-                _compare(index, args[index].shape, output.shape, analytical, np.array([[central]]),
-                         np.array([[left]]), np.array([[right]]), atol, rtol, fast=True)
-            )
+        project = u.reshape(-1)
+        for index, leaf, grad in zip(checked, leaves, _backward_rows(output, leaves, [u])):
+            v = _unit(rng.standard_normal(leaf.shape))
+            analytical = np.array([[grad.reshape(-1) @ v.reshape(-1)]])
+            results.append(_check_input(index, output.shape, analytical, lambda: project @ _evaluate(fn, args),
+                                        leaf.data, v, project @ base, eps, atol, rtol))
     else:
-        rows = []
-        for i in range(output.size):
-            seed_vector = np.zeros(output.shape)
-            seed_vector.flat[i] = 1.0
-            rows.append([grad.reshape(-1) for grad in _vector_jacobian(output, args, checked, seed_vector)])
-        for position, index in enumerate(checked):
-            analytical = np.array([row[position] for row in rows]).reshape(output.size, -1)
-            plus, minus = _each_element(fn, args, index, eps)
-            central, left, right = _differences(plus, minus, base[:, None], eps)
-            results.append(
-                _compare(index, args[index].shape, output.shape, analytical, central, left, right, atol, rtol)
-            )
+        for index, leaf, analytical in zip(checked, leaves, _backward_rows(output, leaves)):
+            results.append(_check_input(index, output.shape, analytical, lambda: _evaluate(fn, args),
+                                        leaf.data, None, base, eps, atol, rtol))
     return GradcheckReport(results, tuple(output.shape), fast, eps, atol, rtol, upcast)
 
 
@@ -375,43 +433,11 @@ def _unit(vector):
     return vector / norm if norm > 0 else np.ones_like(vector)
 
 
-def _each_element(fn, args, index, eps):
-    """f(x ± eps e_j) for every element j of input `index`: two (outputs x elements) arrays."""
-    flat = args[index].data.reshape(-1)
-    plus = minus = None
-    for j in range(flat.size):
-        original = flat[j]
-        flat[j] = original + eps
-        up = _evaluate(fn, args)
-        flat[j] = original - eps
-        down = _evaluate(fn, args)
-        flat[j] = original
-        if plus is None:
-            plus, minus = np.empty((up.size, flat.size)), np.empty((up.size, flat.size))
-        plus[:, j], minus[:, j] = up, down
-    if plus is None:
-        size = _evaluate(fn, args).size
-        plus, minus = np.empty((size, 0)), np.empty((size, 0))
-    return plus, minus
-
-
-def _along(fn, args, index, direction, eps):
-    """f(x ± eps v) with input `index` moved along `direction`."""
-    tensor = args[index]
-    original = tensor.data
-    tensor.data = original + eps * direction
-    plus = _evaluate(fn, args)
-    tensor.data = original - eps * direction
-    minus = _evaluate(fn, args)
-    tensor.data = original
-    return plus, minus
-
-
 # ---- check_nodes: every node's backward against finite differences of its own forward ----
 
 
 @dataclass
-class NodeCheck:
+class NodeCheck(_LargestErrors):
     """One node of the graph (`check_node`): its backward on its recorded inputs against differences of its
     forward; one InputCheck per input that takes a gradient, or the `error` its forward or backward raised."""
 
@@ -426,14 +452,6 @@ class NodeCheck:
     @property
     def ok(self):
         return self.error is None and all(check.ok for check in self.inputs)
-
-    @property
-    def max_abs_error(self):
-        return max((check.max_abs_error for check in self.inputs), default=0.0, key=_nan_first)
-
-    @property
-    def max_rel_error(self):
-        return max((check.max_rel_error for check in self.inputs), default=0.0, key=_nan_first)
 
     def to_dict(self):
         return {
@@ -541,6 +559,7 @@ def check_nodes(output, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
 
     The node's forward is re-run on its parents' data, so this works after `backward()` released the graph.
     """
+    _check_step("check_nodes", eps, atol, rtol)
     if not isinstance(output, Tensor):
         raise TypeError(f"check_nodes: output must be a Tensor, got {type(output).__name__}")
     if output.grad_fn is None:
@@ -560,6 +579,7 @@ def check_node(node, upstream, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, rng=N
     `upstream` None draws g from `rng` (standard normal, output's shape); `rng` (default seed 0) also draws
     fast mode's directions. An exception in the node's forward or backward is reported on the NodeCheck.
     """
+    _check_step("check_node", eps, atol, rtol)
     rng = np.random.default_rng(0) if rng is None else rng
     arrays = [_float64_copy(p) if p.dtype.kind == "f" else p.data for p in node.parents]
     row = NodeCheck(position, node.op_name, [p.shape for p in node.parents], (), _location(node), [])
@@ -583,21 +603,18 @@ def check_node(node, upstream, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, rng=N
         row.error = f"{type(error).__name__}: {error}"
         return row
     total = float(np.sum(upstream * base))
+
+    def evaluate():
+        return np.sum(upstream * _node_forward(node, arrays))
+
     for index, grad in enumerate(grads):
         if not node.needs_input_grad[index]:
             continue
-        if fast:
-            v = _unit(rng.standard_normal(arrays[index].shape))
-            plus, minus = _node_along(node, arrays, index, v, upstream, eps)
-            central, left, right = _differences(plus, minus, total, eps)
-            analytical = np.array([[np.sum(grad * v)]])
-            row.inputs.append(_compare(index, arrays[index].shape, (), analytical, np.array([[central]]),
-                                       np.array([[left]]), np.array([[right]]), atol, rtol, fast=True))
-        else:
-            plus, minus = _node_each_element(node, arrays, index, upstream, eps)
-            central, left, right = _differences(plus, minus, total, eps)
-            row.inputs.append(_compare(index, arrays[index].shape, (), grad.reshape(1, -1), central[None],
-                                       left[None], right[None], atol, rtol))
+        direction = _unit(rng.standard_normal(arrays[index].shape)) if fast else None
+        analytical = np.array([[np.sum(grad * direction)]]) if fast else grad.reshape(1, -1)
+        row.inputs.append(
+            _check_input(index, (), analytical, evaluate, arrays[index], direction, total, eps, atol, rtol)
+        )
     return row
 
 
@@ -618,57 +635,56 @@ def _node_backward(node, arrays, upstream):
     return checked
 
 
-def _node_each_element(node, arrays, index, upstream, eps):
-    flat = arrays[index].reshape(-1)
-    plus, minus = np.empty(flat.size), np.empty(flat.size)
-    for j in range(flat.size):
-        original = flat[j]
-        flat[j] = original + eps
-        plus[j] = np.sum(upstream * _node_forward(node, arrays))
-        flat[j] = original - eps
-        minus[j] = np.sum(upstream * _node_forward(node, arrays))
-        flat[j] = original
-    return plus, minus
-
-
-def _node_along(node, arrays, index, direction, upstream, eps):
-    original = arrays[index]
-    arrays[index] = original + eps * direction
-    plus = float(np.sum(upstream * _node_forward(node, arrays)))
-    arrays[index] = original - eps * direction
-    minus = float(np.sum(upstream * _node_forward(node, arrays)))
-    arrays[index] = original
-    return plus, minus
-
-
 def model_fn(model, loss_fn):
-    """(fn, params) for gradcheck: fn(*params) = loss_fn(model) with model's parameters replaced by its arguments."""
+    """(fn, params) for gradcheck: fn(*params) = loss_fn(model) with model's parameters replaced by its arguments.
+
+    The model gets its own parameters back when fn returns or raises.
+    """
     names = [name for name, _ in model.named_parameters()]
     params = [param for _, param in model.named_parameters()]
 
     def fn(*values):
-        originals = [_swap_parameter(model, name, value) for name, value in zip(names, values)]
+        undo = []
         try:
+            for name, value in zip(names, values):
+                undo.append(_swap_parameter(model, name, value))
             return loss_fn(model)
         finally:
-            for name, original in zip(names, originals):
-                _swap_parameter(model, name, original)
+            for owner, key, previous in reversed(undo):
+                _put(owner, key, previous)
 
     return fn, params
 
 
 def _swap_parameter(model, dotted_name, value):
-    """Set the parameter at `dotted_name` (e.g. "layers.0.weight") to value; return what was there."""
-    *path, attribute = dotted_name.split(".")
-    owner = model
+    """Put `value` where the parameter `dotted_name` ("layers.0.weight", "scales.1") is. Returns (owner, key,
+    previous): putting `previous` back at owner's `key` undoes it. A tuple item is swapped by a new tuple."""
+    *path, key = dotted_name.split(".")
+    parent, owner = None, model
     for part in path:
-        owner = owner[int(part)] if isinstance(owner, (list, tuple)) else getattr(owner, part)
-    previous = getattr(owner, attribute)
-    setattr(owner, attribute, value)
-    return previous
+        parent, owner = owner, _get(owner, part)
+    if isinstance(owner, tuple):
+        items = list(owner)
+        items[int(key)] = value
+        owner, key, value = parent, path[-1], tuple(items)
+    previous = _get(owner, key)
+    _put(owner, key, value)
+    return owner, key, previous
+
+
+def _get(owner, key):
+    return owner[int(key)] if isinstance(owner, (list, tuple)) else getattr(owner, key)
+
+
+def _put(owner, key, value):
+    if isinstance(owner, list):
+        owner[int(key)] = value
+    else:
+        setattr(owner, key, value)
 
 
 def localize(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
     """`check_nodes` on the graph fn builds from float64 copies of the inputs gradcheck would check."""
+    _check_step("localize", eps, atol, rtol)
     args, _, _ = _prepare(inputs)
     return check_nodes(_run(fn, args), eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed)
