@@ -2,7 +2,6 @@
 says where a gradient is wrong (`gradcheck`; `check_nodes` per node, `check_node` for one)."""
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -533,13 +532,6 @@ class NodesReport:
         )
 
 
-def _location(node):
-    if node.location is None:
-        return "unknown"
-    path, line = node.location
-    relative = os.path.relpath(path)
-    return f"{path if relative.startswith('..') else relative}:{line}"
-
 
 def rerun_forward(node, arrays):
     """The node's op forward on `arrays` with a fresh Context carrying the node's attrs: (ctx, output)."""
@@ -582,7 +574,7 @@ def check_node(node, upstream, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, rng=N
     _check_step("check_node", eps, atol, rtol)
     rng = np.random.default_rng(0) if rng is None else rng
     arrays = [_float64_copy(p) if p.dtype.kind == "f" else p.data for p in node.parents]
-    row = NodeCheck(position, node.op_name, [p.shape for p in node.parents], (), _location(node), [])
+    row = NodeCheck(position, node.op_name, [p.shape for p in node.parents], (), node.where, [])
     try:
         base = _node_forward(node, arrays)
     except Exception as error:  # a broken op is what this check is for: report it on its row
