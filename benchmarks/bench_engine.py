@@ -17,8 +17,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tinygrad_sm import Tensor, nn, optim
+from tinygrad_sm import Tensor, nn, no_grad, optim
 from tinygrad_sm import functional as F
+from tinygrad_sm.cases import OP_CASES
 
 CHAIN = 1000
 
@@ -129,6 +130,27 @@ def _optional(name):
     return importlib.import_module(name) if importlib.util.find_spec(name) else None
 
 
+def registry_rows(repeats):
+    """Every case of the op registry: forward + backward against the same forward under no_grad."""
+    rows = []
+    for case in OP_CASES:
+        inputs = case.inputs(dtype=np.float32)
+        leaves = [Tensor(array, requires_grad=True) for array in inputs]
+        constants = [Tensor(array) for array in inputs]
+
+        def forward_backward(case=case, leaves=leaves):
+            out = case.fn(*leaves)
+            out.backward(np.ones(out.shape, dtype=out.dtype))
+
+        def forward_only(case=case, constants=constants):
+            with no_grad():
+                case.fn(*constants)
+
+        both, alone = median_times([forward_backward, forward_only], repeats)
+        rows.append((case.name, both, alone))
+    return rows
+
+
 def main():
     print("BLAS limited to one thread for every row (two threads on two shared cores made timings erratic)")
     print("(1) per-op overhead, chain of 1,000 multiplies on a 1-element tensor, forward + backward")
@@ -144,12 +166,16 @@ def main():
     for label, batch, hidden, repeats in (("(2)", 64, 128, 200), ("(3)", 1024, 512, 30)):
         print(f"\n{label} training step, 64-{hidden}-10 ReLU MLP, mean softmax cross-entropy, float32, batch {batch}")
         print_step_table(batch, hidden, repeats)
-    print("\n(3) again in a fresh process whose malloc keeps freed memory (MALLOC_TRIM_THRESHOLD_ and\n"
+    print("\n(3b) (3) again in a fresh process whose malloc keeps freed memory (MALLOC_TRIM_THRESHOLD_ and\n"
           "    MALLOC_MMAP_THRESHOLD_ raised): the engine keeps every intermediate array alive until the step\n"
           "    ends, so glibc's defaults return and re-fault more pages for it than for the numpy loop")
     sys.stdout.flush()
     tuned = {**os.environ, "MALLOC_TRIM_THRESHOLD_": str(2**31), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
     subprocess.run([sys.executable, __file__, "--large-step-only"], env=tuned, check=True)
+    print("\n(4) every case of the op registry (tinygrad_sm/cases.py), float32, its small shapes")
+    print(f"{'':56}{'fwd+bwd us':>12}{'fwd us':>10}{'x fwd':>8}")
+    for name, both, alone in registry_rows(200):
+        print(f"{name:56}{both * 1e6:12.1f}{alone * 1e6:10.1f}{both / alone:8.1f}")
 
 
 def print_step_table(batch, hidden, repeats):

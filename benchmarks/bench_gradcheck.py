@@ -10,10 +10,9 @@
 """
 
 import dataclasses
-import statistics
-import time
 
 import numpy as np
+from bench_engine import median_times
 from threadpoolctl import threadpool_limits
 
 from tinygrad_sm.cases import MODEL_CASES
@@ -22,17 +21,6 @@ from tinygrad_sm.gradcheck import gradcheck, model_fn
 EPS = 1e-6
 SAMPLES = 200
 MLP_SAMPLES = 64
-
-
-def median_seconds(functions, repeats):
-    """Median seconds per call of each function, calls interleaved so that machine noise hits all alike."""
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for fn, spent in zip(functions, times):
-            started = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - started)
-    return [statistics.median(spent) for spent in times]
 
 
 def plain_central_differences(loss, arrays):
@@ -107,7 +95,7 @@ def main():
         assert report.ok, str(report)
         numpy_grads = plain_numpy()
         assert np.allclose(np.concatenate(numpy_grads), np.concatenate(plain_engine()), atol=1e-8)
-        full, engine_loop, numpy_loop = median_seconds(
+        full, engine_loop, numpy_loop = median_times(
             [lambda: gradcheck(fn, params, eps=EPS), plain_engine, plain_numpy], repeats=7
         )
         name = f"full gradcheck, {softmax.name}, {count} params, {SAMPLES} digits"
@@ -116,8 +104,8 @@ def main():
         fn, params, plain_engine, plain_numpy = setup(mlp)
         count = sum(p.size for p in params)
         assert gradcheck(fn, params, fast=True).ok
-        fast = median_seconds([lambda: gradcheck(fn, params, fast=True)], repeats=21)[0]
-        engine_loop, numpy_loop = median_seconds([plain_engine, plain_numpy], repeats=1)
+        fast = median_times([lambda: gradcheck(fn, params, fast=True)], repeats=21)[0]
+        engine_loop, numpy_loop = median_times([plain_engine, plain_numpy], repeats=1)
         name = f"fast gradcheck, {mlp.name}, {count} params, {MLP_SAMPLES} digits"
         rows.append((name, fast, engine_loop, numpy_loop, "< 50 ms"))
 
