@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from tinygrad_sm import Tensor
+from tinygrad_sm.cases import draw_values
 
 BINARY_OPS = {
     "add": (lambda a, b: a + b, "real"),
@@ -25,14 +26,6 @@ REDUCTIONS = {
     "max": lambda x, axis, keepdims: x.max(axis=axis, keepdims=keepdims),
     "logsumexp": lambda x, axis, keepdims: x.logsumexp(axis=axis, keepdims=keepdims),
 }
-
-
-def _values(rng, shape, domain):
-    if domain == "positive":
-        return rng.uniform(0.5, 2.0, shape)
-    if domain == "nonzero":
-        return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
-    return rng.standard_normal(shape)
 
 
 def _check(fn, arrays, seed):
@@ -56,8 +49,8 @@ def test_binary_ops_broadcast_and_unbroadcast(op, shapes, seed):
     rng = np.random.default_rng(seed)
     first_domain = base_domain if op == "pow" else "real"
     second_domain = base_domain if op == "div" else "real"
-    a = _values(rng, shapes.input_shapes[0], first_domain)
-    b = _values(rng, shapes.input_shapes[1], second_domain)
+    a = draw_values(rng, shapes.input_shapes[0], first_domain)
+    b = draw_values(rng, shapes.input_shapes[1], second_domain)
     _check(fn, [a, b], seed)
 
 

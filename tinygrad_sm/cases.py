@@ -31,10 +31,10 @@ class OpCase:
     def inputs(self, seed=0, dtype=np.float64):
         rng = np.random.default_rng(seed)
         domains = self.domains or ("real",) * len(self.shapes)
-        return [_draw(rng, shape, domain).astype(dtype) for shape, domain in zip(self.shapes, domains)]
+        return [draw_values(rng, shape, domain).astype(dtype) for shape, domain in zip(self.shapes, domains)]
 
 
-def _draw(rng, shape, domain):
+def draw_values(rng, shape, domain):
     if domain == "real":
         return rng.standard_normal(shape)
     if domain == "positive":
