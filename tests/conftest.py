@@ -1,9 +1,12 @@
 """Shared helpers: central finite differences in float64, the independent reference for every gradient."""
 
+import pathlib
+import runpy
+
 import numpy as np
 import pytest
 
-from tinygrad_sm import Function, Tensor
+from tinygrad_sm import Tensor
 
 
 def numerical_gradients(fn, arrays, weights, eps=1e-6):
@@ -47,15 +50,4 @@ def rng():
     return np.random.default_rng(0)
 
 
-class Cube(Function):
-    """d/dx x³ = 3x²"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 3 * x**2
+Cube = runpy.run_path(str(pathlib.Path(__file__).parent.parent / "examples" / "custom_op.py"))["Cube"]
