@@ -532,7 +532,6 @@ class NodesReport:
         )
 
 
-
 def rerun_forward(node, arrays):
     """The node's op forward on `arrays` with a fresh Context carrying the node's attrs: (ctx, output)."""
     ctx = Context(node.op, node.attrs)
