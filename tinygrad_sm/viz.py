@@ -328,9 +328,9 @@ class _Drawing:
             for name, label, attrs in extras:
                 legend.node(name, label, **attrs, **{"class": "legend"})
                 names.append(name)
-        legend.body.append("\t{rank=same; " + "; ".join(names) + "}\n")
-        in_reading_order = names if self.rankdir in ("TB", "BT") else names[::-1]
-        for tail, head in zip(in_reading_order, in_reading_order[1:]):
+        if self.rankdir in ("TB", "BT"):  # one rank is a row; in LR/RL it would be a column, so chain the ranks
+            legend.body.append("\t{rank=same; " + "; ".join(names) + "}\n")
+        for tail, head in zip(names, names[1:]):
             legend.edge(tail, head, style="invis")
         graph.subgraph(legend)
 
