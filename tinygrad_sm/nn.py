@@ -104,10 +104,6 @@ class Module:
 
     def save(self, path):
         """Write `state_dict()` to the .npz file `path` (as `np.savez` does): a temporary file, then a rename."""
-        path = os.fspath(path)
-        directory = os.path.dirname(path) or "."
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
         state = self.state_dict()
 
         def write_npz(file):
