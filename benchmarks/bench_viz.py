@@ -22,7 +22,7 @@ BLOCKS, WIDTH = 4, 8
 
 
 def deep_loss(depth):
-    """4 MLPs of `depth` Linear layers each: 4 * (6 * depth - 1) + 3 tensors in the graph."""
+    """4 MLPs of `depth` Linear layers each: 4 * (4 * depth - 1) + 3 tensors in the graph."""
     rng = np.random.default_rng(0)
     model = nn.Sequential(*[nn.MLP([WIDTH] * (depth + 1), rng=rng) for _ in range(BLOCKS)])
     x = Tensor(rng.standard_normal((4, WIDTH)).astype(np.float32))
@@ -57,7 +57,7 @@ def main():
     has_dot = shutil.which("dot") is not None
     print(f"{'nodes':>7}{'bare DOT ms':>13}{'to_dot ms':>11}{'x bare':>8}{'collapsed ms':>14}"
           f"{'nodes left':>12}{'dot -Tsvg ms':>14}")
-    for depth in (21, 42, 84):
+    for depth in (31, 63, 125):
         loss = deep_loss(depth)
         grads = backward_recording_grads(loss)
         nodes = len(topo_order(loss, requiring_grad=False))

@@ -150,7 +150,7 @@ def test_builtin_model(capsys):
     status, out, _ = run_cli(["debug", "softmax", "--batch-size", "4", "--commands", "step; list; continue"], capsys)
     assert status == 0
     assert "#0 SoftmaxCrossEntropy  output shape ()" in out
-    assert "#3 Transpose  output shape (64, 10)" in out and "in SoftmaxRegression" in out
+    assert "#1 Linear  output shape (4, 10)" in out and "in SoftmaxRegression" in out
     assert ".grad of weight: shape (10, 64) float32" in out and ".grad of bias: shape (10,) float32" in out
 
 

@@ -264,7 +264,7 @@ def test_saved_file_gets_the_permissions_of_a_new_file(tmp_path):
 
 
 def test_linear_names_the_expected_number_of_features():
-    with pytest.raises(ValueError, match=r"Linear: expected inputs with 3 features .* got shape \(4, 5\)"):
+    with pytest.raises(ValueError, match=r"linear: expected inputs with 3 features .* got shape \(4, 5\)"):
         nn.Linear(3, 2)(Tensor(np.zeros((4, 5))))
 
 

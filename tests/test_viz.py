@@ -65,9 +65,9 @@ def node_with(nodes, text):
 def small_mlp_loss():
     """MLP 4-8-3 (relu) and softmax cross-entropy on 5 rows.
 
-    By hand: each Linear makes Transpose, MatMul, Add (3 ops) and ReLU one op, plus the loss: 3 + 1 + 3 + 1 = 8
-    op nodes. Leaves: x, the labels and 4 parameters = 6. Edges, one per input slot: Transpose 1, MatMul 2,
-    Add 2 per Linear (5 each, 10), Relu 1, loss 2 = 13.
+    By hand: each Linear makes one Linear node (x Wᵀ + b) and ReLU one, plus the loss: 1 + 1 + 1 + 1 = 4
+    op nodes. Leaves: x, the labels and 4 parameters = 6. Edges, one per input slot: Linear 3 per layer (6),
+    Relu 1, loss 2 = 9.
     """
     rng = np.random.default_rng(0)
     model = nn.MLP([4, 8, 3], rng=rng)
@@ -80,17 +80,17 @@ def test_known_network_has_the_hand_counted_nodes_and_edges():
     loss, _ = small_mlp_loss()
     nodes, edges = parse_dot(to_dot(loss))
     kinds = classes(nodes)
-    assert len(kinds["op"]) + len(kinds["op output"]) == 8
+    assert len(kinds["op"]) + len(kinds["op output"]) == 4
     assert len(kinds["op output"]) == 1
     assert len(kinds["parameter"]) == 4 and len(kinds["input"]) == 2
-    assert len(nodes) == 14
-    assert len(edges) == 13
+    assert len(nodes) == 10
+    assert len(edges) == 9
 
 
 def test_labels_name_ops_shapes_dtypes_and_parameter_paths():
     loss, model = small_mlp_loss()
     dot = to_dot(loss)
-    for op in ("Transpose", "MatMul", "Add", "Relu", "SoftmaxCrossEntropy"):
+    for op in ("Linear", "Relu", "SoftmaxCrossEntropy"):
         assert f"<B>{op}</B>" in dot
     for path, parameter in model.named_parameters():
         nodes, _ = parse_dot(dot)
@@ -105,8 +105,8 @@ def test_clusters_carry_module_paths_and_hold_their_nodes():
     nodes, _ = parse_dot(to_dot(loss))
     assert nodes[node_with(nodes, "<B>layers.0.weight</B>")][1] == ["MLP", "layers.0: Linear"]
     assert nodes[node_with(nodes, "<B>Relu</B>")][1] == ["MLP", "layers.1: ReLU"]
-    matmuls = [clusters for attrs, clusters in nodes.values() if "<B>MatMul</B>" in attrs]
-    assert sorted(c[-1] for c in matmuls) == ["layers.0: Linear", "layers.2: Linear"]
+    linears = [clusters for attrs, clusters in nodes.values() if "<B>Linear</B>" in attrs]
+    assert sorted(c[-1] for c in linears) == ["layers.0: Linear", "layers.2: Linear"]
     assert nodes[node_with(nodes, "SoftmaxCrossEntropy")][1] == []
     assert nodes[node_with(nodes, "(5, 4) float32")][1] == []
 
@@ -214,11 +214,11 @@ def test_collapse_draws_each_module_as_one_node():
     assert len(nodes) == 6  # x, 3 modules, labels, loss
     assert len(edges) == 5  # x -> layers.0 -> layers.1 -> layers.2 -> loss <- labels
     linear = nodes[node_with(nodes, "<B>layers.0: Linear</B>")][0]
-    assert "3 ops: Transpose, MatMul, Add" in linear and "2 parameters, 40 values" in linear
+    assert "1 op: Linear" in linear and "2 parameters, 40 values" in linear
 
 
-def deep_model_loss(blocks=4, depth=84, width=8):
-    """A Sequential of `blocks` MLPs of `depth` Linear layers: 6 * depth - 1 nodes each, about 2,000 in all."""
+def deep_model_loss(blocks=4, depth=125, width=8):
+    """A Sequential of `blocks` MLPs of `depth` Linear layers: 4 * depth - 1 nodes each, about 2,000 in all."""
     rng = np.random.default_rng(0)
     model = nn.Sequential(*[nn.MLP([width] * (depth + 1), rng=rng) for _ in range(blocks)])
     x = Tensor(rng.standard_normal((4, width)).astype(np.float32))
@@ -228,7 +228,7 @@ def deep_model_loss(blocks=4, depth=84, width=8):
 def test_collapse_cuts_a_2000_node_graph_to_a_handful():
     loss = deep_model_loss()
     full, full_edges = parse_dot(to_dot(loss))
-    assert len(full) == len(topo_order(loss, requiring_grad=False)) == 4 * (6 * 84 - 1) + 3
+    assert len(full) == len(topo_order(loss, requiring_grad=False)) == 4 * (4 * 125 - 1) + 3
     collapsed, edges = parse_dot(to_dot(loss, collapse="modules"))
     assert len(collapsed) == 7  # input, 4 blocks, labels, loss
     assert len(classes(collapsed)["module"]) == 4 and len(edges) == 6
@@ -240,10 +240,10 @@ def test_render_svg_parses_as_xml_with_the_labels(tmp_path):
     path = render(loss, tmp_path / "graph.svg")
     root = ElementTree.parse(path).getroot()
     texts = {element.text for element in root.iter("{http://www.w3.org/2000/svg}text")}
-    assert {"layers.0.weight", "layers.2.bias", "MatMul", "Relu", "SoftmaxCrossEntropy", "legend"} <= texts
+    assert {"layers.0.weight", "layers.2.bias", "Linear", "Relu", "SoftmaxCrossEntropy", "legend"} <= texts
     node_classes = [g.get("class") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class", "")
                     .startswith("node")]
-    assert node_classes.count("node parameter") == 4 and node_classes.count("node op") == 7
+    assert node_classes.count("node parameter") == 4 and node_classes.count("node op") == 3
     assert [name for name in os.listdir(tmp_path)] == ["graph.svg"]  # written atomically: no temp file left
 
 

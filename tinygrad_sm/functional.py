@@ -8,6 +8,11 @@ from tinygrad_sm.tensor import Tensor
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def linear(x, weight, bias=None):
+    """x Wᵀ + b (W of shape (out_features, in_features)) as one node, as PyTorch's F.linear; backward g W, gᵀ x, Σ g."""
+    return ops.Linear.apply(x, weight) if bias is None else ops.Linear.apply(x, weight, bias)
+
+
 def softmax(z, axis=-1):
     """a = exp(z - max z) / Σ exp(z - max z): stable for any magnitude."""
     return _tensor(z).softmax(axis=axis)
@@ -115,8 +120,8 @@ def _check_labels(values, n, k):
         raise ValueError(
             f"softmax_cross_entropy: got {values.shape[0]} labels for {n} rows of logits; expected one label per row"
         )
-    outside = (values < 0) | (values >= k)
-    if outside.any():
+    if values.min() < 0 or values.max() >= k:
+        outside = (values < 0) | (values >= k)
         raise ValueError(
             f"softmax_cross_entropy: label {values[outside][0]} is outside [0, {k}) for logits with {k} classes"
         )

@@ -174,6 +174,38 @@ class MatMul(Function):
         return grad_a, grad_b
 
 
+class Linear(Function):
+    """d(x Wᵀ + b) = g W, gᵀ x, Σ g   (gᵀ x and Σ g summed over every axis of x but the last): one node per layer"""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"linear: expected inputs with {weight.shape[-1]} features in the last axis (weight of shape "
+                f"{weight.shape}, (out_features, in_features)), got shape {x.shape}"
+            )
+        if bias is not None and bias.shape != weight.shape[:1]:
+            raise ValueError(f"linear: bias must have shape {weight.shape[:1]} (out_features,), got {bias.shape}")
+        ctx.save_for_backward(x, weight, bias is not None)
+        out = x @ weight.T
+        if bias is None:
+            return out
+        if bias.dtype == out.dtype:
+            out += bias  # the fresh product takes the bias in place: one array less
+            return out
+        return out + bias
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight, has_bias = ctx.saved_tensors
+        rows = grad_output.reshape(-1, weight.shape[0])
+        grad_x = grad_output @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = rows.T @ x.reshape(-1, weight.shape[1]) if ctx.needs_input_grad[1] else None
+        if not has_bias:
+            return grad_x, grad_weight
+        return grad_x, grad_weight, rows.sum(axis=0) if ctx.needs_input_grad[2] else None
+
+
 # ---- elementwise unary ops ----
 
 class Neg(Function):
@@ -482,8 +514,9 @@ class SoftmaxCrossEntropy(Function):
             grad_logits[np.arange(target.shape[0]), target] -= 1
         else:
             grad_logits -= target
+        grad_logits *= scale
         grad_target = -log_probs * scale if target.ndim == 2 and ctx.needs_input_grad[1] else None
-        return grad_logits * scale, grad_target
+        return grad_logits, grad_target
 
 
 class BinaryCrossEntropyWithLogits(Function):

@@ -1,5 +1,7 @@
 """Tensor: a numpy array, its gradient, and the node that made it; the engine that runs ops and backward."""
 
+import itertools
+import operator
 import os
 import sys
 import time
@@ -44,9 +46,9 @@ class AnomalyError(FloatingPointError):
     """A NaN or Inf first appeared at a node (raised under `debug.detect_anomaly()`)."""
 
 
-def user_location():
-    """(file, line) of the innermost frame outside this package: where user code made the node."""
-    frame = sys._getframe(3)  # skips this function, apply_op and Function.apply
+def user_location(frame):
+    """(file, line) of the innermost frame from `frame` outwards that lies outside this package: where user code
+    made the node."""
     while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
         frame = frame.f_back
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
@@ -122,19 +124,19 @@ class Tensor:
         return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{flag}{grad})"
 
     # ---- operators (numpy broadcasting) ----
-    def __add__(self, other): return ops.Add.apply(self, other)
-    def __radd__(self, other): return ops.Add.apply(other, self)
-    def __sub__(self, other): return ops.Sub.apply(self, other)
-    def __rsub__(self, other): return ops.Sub.apply(other, self)
-    def __mul__(self, other): return ops.Mul.apply(self, other)
-    def __rmul__(self, other): return ops.Mul.apply(other, self)
-    def __truediv__(self, other): return ops.Div.apply(self, other)
-    def __rtruediv__(self, other): return ops.Div.apply(other, self)
-    def __pow__(self, other): return ops.Pow.apply(self, other)
-    def __rpow__(self, other): return ops.Pow.apply(other, self)
-    def __matmul__(self, other): return ops.MatMul.apply(self, other)
-    def __rmatmul__(self, other): return ops.MatMul.apply(other, self)
-    def __neg__(self): return ops.Neg.apply(self)
+    def __add__(self, other): return apply_op(ops.Add, (self, other), {})
+    def __radd__(self, other): return apply_op(ops.Add, (other, self), {})
+    def __sub__(self, other): return apply_op(ops.Sub, (self, other), {})
+    def __rsub__(self, other): return apply_op(ops.Sub, (other, self), {})
+    def __mul__(self, other): return apply_op(ops.Mul, (self, other), {})
+    def __rmul__(self, other): return apply_op(ops.Mul, (other, self), {})
+    def __truediv__(self, other): return apply_op(ops.Div, (self, other), {})
+    def __rtruediv__(self, other): return apply_op(ops.Div, (other, self), {})
+    def __pow__(self, other): return apply_op(ops.Pow, (self, other), {})
+    def __rpow__(self, other): return apply_op(ops.Pow, (other, self), {})
+    def __matmul__(self, other): return apply_op(ops.MatMul, (self, other), {})
+    def __rmatmul__(self, other): return apply_op(ops.MatMul, (other, self), {})
+    def __neg__(self): return apply_op(ops.Neg, (self,), {})
 
     # comparisons give boolean tensors that never require gradients
     def __lt__(self, other): return Tensor(self.data < _array_of(other, self))
@@ -146,46 +148,46 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=_numpy_index(index))
+        return apply_op(ops.GetItem, (self,), {"index": _numpy_index(index)})
 
     # ---- elementwise functions ----
-    def exp(self): return ops.Exp.apply(self)
-    def log(self): return ops.Log.apply(self)
-    def tanh(self): return ops.Tanh.apply(self)
-    def sigmoid(self): return ops.Sigmoid.apply(self)
-    def relu(self): return ops.Relu.apply(self)
+    def exp(self): return apply_op(ops.Exp, (self,), {})
+    def log(self): return apply_op(ops.Log, (self,), {})
+    def tanh(self): return apply_op(ops.Tanh, (self,), {})
+    def sigmoid(self): return apply_op(ops.Sigmoid, (self,), {})
+    def relu(self): return apply_op(ops.Relu, (self,), {})
 
     # ---- reductions ----
     def sum(self, axis=None, keepdims=False):
-        return ops.Sum.apply(self, axis=_axis_arg(axis), keepdims=keepdims)
+        return apply_op(ops.Sum, (self,), {"axis": _axis_arg(axis), "keepdims": keepdims})
 
     def mean(self, axis=None, keepdims=False):
-        return ops.Mean.apply(self, axis=_axis_arg(axis), keepdims=keepdims)
+        return apply_op(ops.Mean, (self,), {"axis": _axis_arg(axis), "keepdims": keepdims})
 
     def max(self, axis=None, keepdims=False):
-        return ops.Max.apply(self, axis=_axis_arg(axis), keepdims=keepdims)
+        return apply_op(ops.Max, (self,), {"axis": _axis_arg(axis), "keepdims": keepdims})
 
     def softmax(self, axis=-1):
-        return ops.Softmax.apply(self, axis=_axis_arg(axis))
+        return apply_op(ops.Softmax, (self,), {"axis": _axis_arg(axis)})
 
     def log_softmax(self, axis=-1):
-        return ops.LogSoftmax.apply(self, axis=_axis_arg(axis))
+        return apply_op(ops.LogSoftmax, (self,), {"axis": _axis_arg(axis)})
 
     def logsumexp(self, axis=-1, keepdims=False):
-        return ops.LogSumExp.apply(self, axis=_axis_arg(axis), keepdims=keepdims)
+        return apply_op(ops.LogSumExp, (self,), {"axis": _axis_arg(axis), "keepdims": keepdims})
 
     # ---- shape ----
     def reshape(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Reshape.apply(self, shape=shape)
+        return apply_op(ops.Reshape, (self,), {"shape": shape})
 
     def transpose(self, *axes):
         axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return ops.Transpose.apply(self, axes=axes or None)
+        return apply_op(ops.Transpose, (self,), {"axes": axes or None})
 
     @property
     def T(self):
-        return ops.Transpose.apply(self, axes=None)
+        return apply_op(ops.Transpose, (self,), {"axes": None})
 
     # ---- gradients ----
     def backward(self, grad=None, retain_graph=False):
@@ -254,57 +256,84 @@ def _constant(op, value, inputs):
 
 
 def apply_op(op, inputs, attrs):
-    """Run `op` forward on the inputs' arrays and, when a gradient will be needed, record its node."""
-    tensors = tuple([x if isinstance(x, Tensor) else _constant(op, x, inputs) for x in inputs])
+    """Run `op` forward on the inputs' arrays and, when a gradient will be needed, record its node.
+
+    Called by `Function.apply` and by Tensor's methods; the code that called either is two frames up
+    (looking it up there, not frame by frame, spares Python from building a frame object per call).
+    """
+    tensors = inputs
+    for x in inputs:
+        if not isinstance(x, Tensor):
+            tensors = tuple([x if isinstance(x, Tensor) else _constant(op, x, inputs) for x in inputs])
+            break
     arrays = [t.data for t in tensors]
     ctx = Context(op, attrs)
-    started = time.perf_counter() if settings.debug else 0.0
-    data = op.forward(ctx, *arrays)
-    if type(data) is not np.ndarray:
-        data = np.asarray(data)
-    if settings.debug:
-        _debug_line("forward ", op.__name__, arrays, [data], started)
+    if settings.debug or settings.detect_anomaly:
+        data = _forward_watched(ctx, arrays)
+    else:
+        data = op.forward(ctx, *arrays)
+        if type(data) is not np.ndarray:
+            data = np.asarray(data)
     out = Tensor.__new__(Tensor)
-    out.data, out.grad, out.name, out._hooks, out.grad_fn = data, None, None, None, None
-    needs_input_grad = tuple([t.requires_grad for t in tensors])
-    out.requires_grad = settings.grad_enabled and True in needs_input_grad and data.dtype.kind == "f"
-    if out.requires_grad or settings.detect_anomaly:
-        ctx.location = user_location()
-    if settings.detect_anomaly:
-        _check_forward(ctx, arrays, data)
-    if out.requires_grad:
-        ctx.parents = tensors
-        ctx.needs_input_grad = needs_input_grad
-        ctx.scope = tuple(settings.module_stack) if settings.module_stack else ()
-        ctx.output_ref = weakref.ref(out)
-        out.grad_fn = ctx
+    out.data, out.grad, out.requires_grad, out.grad_fn, out.name, out._hooks = data, None, False, None, None, None
+    if settings.grad_enabled and data.dtype.kind == "f":
+        needs_input_grad = tuple([t.requires_grad for t in tensors])
+        if True in needs_input_grad:
+            ctx.parents = tensors
+            ctx.needs_input_grad = needs_input_grad
+            ctx.location = user_location(sys._getframe(2))
+            if settings.module_stack:
+                ctx.scope = tuple(settings.module_stack)
+            ctx.sequence_number = next(_node_count)
+            ctx.output_ref = weakref.ref(out)
+            out.grad_fn = ctx
+            out.requires_grad = True
     return out
+
+
+_node_count = itertools.count()  # numbers the recorded nodes in the order they were made
+
+
+def _forward_watched(ctx, arrays):
+    """The op's forward under `TINYGRAD_SM_DEBUG` (one timed line) or `detect_anomaly` (a NaN/Inf from finite
+    inputs raises)."""
+    started = time.perf_counter()
+    data = np.asarray(ctx.op.forward(ctx, *arrays))
+    if settings.debug:
+        _debug_line("forward ", ctx.op_name, arrays, [data], started)
+    if settings.detect_anomaly:
+        ctx.location = user_location(sys._getframe(3))
+        _check_forward(ctx, arrays, data)
+    return data
 
 
 Function.engine = apply_op
 
 
 def topo_order(root, requiring_grad=True):
-    """The tensors `root` was computed from, each after its inputs (first input first); iterative, so any depth works.
+    """The tensors `root` was computed from, each after its inputs: the leaves, then the made tensors in the order
+    they were made. Iterative, so any depth works.
 
     With `requiring_grad` only those a gradient flows to (what backward walks), else constants and inputs too.
     """
-    order, visited = [], set()
-    stack = [(root, False)]
+    leaves, made = [], []
+    seen, stack = {id(root)}, [root]
     while stack:
-        tensor, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(tensor)
+        tensor = stack.pop()
+        if tensor.grad_fn is None:
+            leaves.append(tensor)
             continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        if tensor.grad_fn is not None:
-            for parent in reversed(tensor.grad_fn.parents):
-                if (parent.requires_grad or not requiring_grad) and id(parent) not in visited:
-                    stack.append((parent, False))
-    return order
+        made.append(tensor)
+        for parent in tensor.grad_fn.parents:
+            if id(parent) not in seen and (parent.requires_grad or not requiring_grad):
+                seen.add(id(parent))
+                stack.append(parent)
+    leaves.reverse()
+    made.sort(key=_made_index)
+    return leaves + made
+
+
+_made_index = operator.attrgetter("grad_fn.sequence_number")
 
 
 def _initial_grad(root, grad):
@@ -334,21 +363,25 @@ def _as_grad_tuple(node, grads):
         raise RuntimeError(
             f"{node.op_name}.backward returned {len(grads)} gradient(s) for {len(node.parents)} input(s)"
         )
-    checked = []
-    for index, grad in enumerate(grads):
-        if grad is not None:
-            expected = node.parents[index].data
-            if type(grad) is not np.ndarray:
-                grad = np.asarray(grad)
-            if grad.shape != expected.shape:
-                raise RuntimeError(
-                    f"{node.op_name}.backward returned a gradient of shape {grad.shape} for input {index}, "
-                    f"whose shape is {expected.shape}"
-                )
-            if grad.dtype != expected.dtype:
-                grad = grad.astype(expected.dtype)
-        checked.append(grad)
-    return checked
+    for parent, grad in zip(node.parents, grads):
+        if grad is not None and (
+            type(grad) is not np.ndarray or grad.shape != parent.data.shape or grad.dtype != parent.data.dtype
+        ):
+            return tuple([_as_input_grad(node, index, grad) for index, grad in enumerate(grads)])
+    return grads
+
+
+def _as_input_grad(node, index, grad):
+    if grad is None:
+        return None
+    expected = node.parents[index].data
+    grad = np.asarray(grad)
+    if grad.shape != expected.shape:
+        raise RuntimeError(
+            f"{node.op_name}.backward returned a gradient of shape {grad.shape} for input {index}, "
+            f"whose shape is {expected.shape}"
+        )
+    return grad.astype(expected.dtype, copy=False)
 
 
 def _run_hooks(tensor, grad):
@@ -366,9 +399,9 @@ def _run_hooks(tensor, grad):
 def backward_steps(root, grad=None, retain_graph=False):
     """The one backward loop. Yields `(node, grad_output, grad_inputs)` per node in the order it runs them.
 
-    Walks the graph once in reverse topological order; each tensor's gradient is summed from every
-    path before its node runs; leaves that require a gradient get it added to `.grad`.
-    `backward()` drains this generator; the step-through debugger pauses on it.
+    Runs the nodes once, in the reverse of the order they were made, then the leaves; each tensor's
+    gradient is summed from every path before its node runs; leaves that require a gradient get it
+    added to `.grad`. `backward()` drains this generator; the step-through debugger pauses on it.
     """
     grad = _initial_grad(root, grad)
     order = topo_order(root)
@@ -391,20 +424,28 @@ def backward_steps(root, grad=None, retain_graph=False):
             accumulated = np.array(grad_output, dtype=tensor.dtype)
             tensor.grad = Tensor(accumulated if tensor.grad is None else tensor.grad.data + accumulated)
             continue
-        started = time.perf_counter() if settings.debug else 0.0
-        grad_inputs = _as_grad_tuple(node, node.op.backward(node, grad_output))
-        if settings.debug:
-            _debug_line("backward", node.op_name, [grad_output], [g for g in grad_inputs if g is not None], started)
-        if settings.detect_anomaly:
-            _check_backward(node, grad_output, grad_inputs)
+        if settings.debug or settings.detect_anomaly:
+            grad_inputs = _backward_watched(node, grad_output)
+        else:
+            grad_inputs = _as_grad_tuple(node, node.op.backward(node, grad_output))
         if not retain_graph:
             node.release()
         for parent, parent_grad in zip(node.parents, grad_inputs):
             if parent_grad is not None and parent.requires_grad:
-                key = id(parent)
-                previous = grads.get(key)
-                grads[key] = parent_grad if previous is None else previous + parent_grad
-        yield node, grad_output, tuple(grad_inputs)
+                previous = grads.get(id(parent))
+                grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
+        yield node, grad_output, grad_inputs
+
+
+def _backward_watched(node, grad_output):
+    """The node's backward under `TINYGRAD_SM_DEBUG` (one timed line) or `detect_anomaly` (checked for NaN/Inf)."""
+    started = time.perf_counter()
+    grad_inputs = _as_grad_tuple(node, node.op.backward(node, grad_output))
+    if settings.debug:
+        _debug_line("backward", node.op_name, [grad_output], [g for g in grad_inputs if g is not None], started)
+    if settings.detect_anomaly:
+        _check_backward(node, grad_output, grad_inputs)
+    return grad_inputs
 
 
 def _debug_line(phase, op_name, inputs, outputs, started):
