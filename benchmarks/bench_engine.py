@@ -167,8 +167,8 @@ def main():
         print(f"\n{label} training step, 64-{hidden}-10 ReLU MLP, mean softmax cross-entropy, float32, batch {batch}")
         print_step_table(batch, hidden, repeats)
     print("\n(3b) (3) again in a fresh process whose malloc keeps freed memory (MALLOC_TRIM_THRESHOLD_ and\n"
-          "    MALLOC_MMAP_THRESHOLD_ raised): the engine keeps every intermediate array alive until the step\n"
-          "    ends, so glibc's defaults return and re-fault more pages for it than for the numpy loop")
+          "    MALLOC_MMAP_THRESHOLD_ raised): the engine's backward takes more fresh heap than the numpy loop,\n"
+          "    which multiplies in place, and with glibc's defaults that heap is trimmed and faulted in every step")
     sys.stdout.flush()
     tuned = {**os.environ, "MALLOC_TRIM_THRESHOLD_": str(2**31), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
     subprocess.run([sys.executable, __file__, "--large-step-only"], env=tuned, check=True)
