@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tinygrad_sm import Tensor, nn
+from tinygrad_sm import functional as F
 from tinygrad_sm.tensor import settings
 
 
@@ -266,6 +267,33 @@ def test_saved_file_gets_the_permissions_of_a_new_file(tmp_path):
 def test_linear_names_the_expected_number_of_features():
     with pytest.raises(ValueError, match=r"linear: expected inputs with 3 features .* got shape \(4, 5\)"):
         nn.Linear(3, 2)(Tensor(np.zeros((4, 5))))
+
+
+@pytest.mark.parametrize(
+    "x_shape, weight_shape, bias_shape, message",
+    [
+        ((4, 3), (2, 3, 1), (2,), r"weight must be 2-D \(out_features, in_features\), got shape \(2, 3, 1\)"),
+        ((), (2, 3), (2,), r"expected inputs with 3 features .* got shape \(\)"),
+        ((4, 3), (2, 3), (3,), r"bias must have shape \(2,\) \(out_features,\), got \(3,\)"),
+    ],
+)
+def test_functional_linear_names_what_does_not_fit(x_shape, weight_shape, bias_shape, message):
+    with pytest.raises(ValueError, match="linear: " + message):
+        F.linear(Tensor(np.zeros(x_shape)), Tensor(np.zeros(weight_shape)), Tensor(np.zeros(bias_shape)))
+
+
+def test_a_linear_layer_is_one_node_with_the_hand_derived_gradients():
+    """d(x Wᵀ + b): dW = gᵀ x and db = Σ g over the rows, the gradient of x is g W; one Linear node, no others."""
+    layer = nn.Linear(4, 3, rng=1, dtype=np.float64)
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    g = rng.standard_normal((5, 3))
+    out = layer(x)
+    assert out.grad_fn.op_name == "Linear" and out.grad_fn.parents == (x, layer.weight, layer.bias)
+    out.backward(g)
+    np.testing.assert_allclose(layer.weight.grad.data, g.T @ x.data, rtol=1e-12)
+    np.testing.assert_allclose(layer.bias.grad.data, g.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.data, g @ layer.weight.data, rtol=1e-12)
 
 
 def test_saved_files_get_the_mode_of_a_plain_new_file(tmp_path):

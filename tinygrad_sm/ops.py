@@ -179,9 +179,11 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        if weight.ndim != 2:
+            raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+        if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
             raise ValueError(
-                f"linear: expected inputs with {weight.shape[-1]} features in the last axis (weight of shape "
+                f"linear: expected inputs with {weight.shape[1]} features in the last axis (weight of shape "
                 f"{weight.shape}, (out_features, in_features)), got shape {x.shape}"
             )
         if bias is not None and bias.shape != weight.shape[:1]:
