@@ -9,6 +9,7 @@ torch and micrograd are added as rows when they happen to be installed (they are
 import importlib
 import importlib.util
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -25,15 +26,19 @@ CHAIN = 1000
 
 
 def median_times(functions, repeats):
-    """Median seconds per call of each function, calls interleaved so that machine noise hits all alike."""
+    """Median seconds per call of each function, calls interleaved so that machine noise hits all alike, in a
+    shuffled order each round so that no row always runs in the caches another row left behind."""
     for fn in functions:
         fn()
     times = [[] for _ in functions]
+    order = list(range(len(functions)))
+    rng = random.Random(0)
     for _ in range(repeats):
-        for fn, spent in zip(functions, times):
+        rng.shuffle(order)
+        for index in order:
             started = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - started)
+            functions[index]()
+            times[index].append(time.perf_counter() - started)
     return [statistics.median(spent) for spent in times]
 
 
@@ -110,7 +115,7 @@ def training_step_rows(batch, hidden, repeats):
     names, steps = ["hand-written numpy", "tinygrad_sm"], [lambda: reference.step(X, y, 0.01), engine_step]
     torch = _optional("torch")
     if torch is not None:
-        torch.set_num_threads(2)
+        torch.set_num_threads(1)  # one thread, like BLAS for every other row
         net = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
         sgd = torch.optim.SGD(net.parameters(), lr=0.01)
         tX, ty = torch.from_numpy(X), torch.from_numpy(y)
