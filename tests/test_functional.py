@@ -90,6 +90,16 @@ def test_logsumexp_is_stable_at_huge_logits(dtype, axis, keepdims):
     np.testing.assert_allclose(z.grad.data, softmax_reference(z.data, axis), rtol=0, atol=1e-6)
 
 
+def test_logsumexp_of_a_row_of_minus_infinity_is_minus_infinity_without_a_warning():
+    """log Σ exp(-inf) = log 0 = -inf (scipy's answer); the gradient there is 0/0, NaN, as in PyTorch."""
+    z = Tensor(np.array([[-np.inf, -np.inf], [0.0, np.log(3.0)]]), requires_grad=True)
+    out = F.logsumexp(z, axis=1)  # pytest turns RuntimeWarnings into errors for this project
+    np.testing.assert_array_equal(out.data, [-np.inf, np.log(4.0)])
+    out.sum().backward()
+    assert np.isnan(z.grad.data[0]).all()
+    np.testing.assert_allclose(z.grad.data[1], [0.25, 0.75])
+
+
 def test_softmax_family_values_match_numpy_over_axis_tuples_and_lists():
     z = np.random.default_rng(3).standard_normal((4, 6, 2))
     np.testing.assert_allclose(F.softmax(z, axis=(0, 2)).data, softmax_reference(z, (0, 2)), atol=1e-12)

@@ -462,8 +462,9 @@ class LogSumExp(Function):
         top = np.where(np.isfinite(top), top, 0)
         exps = np.exp(x - top)
         sums = exps.sum(axis=ctx.axis, keepdims=True)
-        out = top + np.log(sums)
-        ctx.save_for_backward(exps / sums)  # softmax from the shifted exps: exp(x - out) loses out's rounding
+        with np.errstate(divide="ignore", invalid="ignore"):  # a row of -inf: log Σ = -inf, its softmax 0/0 = nan
+            out = top + np.log(sums)
+            ctx.save_for_backward(exps / sums)  # softmax from the shifted exps: exp(x - out) loses out's rounding
         return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
 
     @staticmethod
