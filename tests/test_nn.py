@@ -265,21 +265,35 @@ def test_saved_file_gets_the_permissions_of_a_new_file(tmp_path):
 
 
 def test_linear_names_the_expected_number_of_features():
-    with pytest.raises(ValueError, match=r"linear: expected inputs with 3 features .* got shape \(4, 5\)"):
+    with pytest.raises(ValueError, match=r"^Linear: expected inputs with 3 features .* got shape \(4, 5\)$"):
         nn.Linear(3, 2)(Tensor(np.zeros((4, 5))))
+    with pytest.raises(ValueError, match=r"^SoftmaxRegression: expected inputs with 3 features"):
+        nn.SoftmaxRegression(3, 2)(Tensor(np.zeros(5)))
 
 
 @pytest.mark.parametrize(
     "x_shape, weight_shape, bias_shape, message",
     [
         ((4, 3), (2, 3, 1), (2,), r"weight must be 2-D \(out_features, in_features\), got shape \(2, 3, 1\)"),
-        ((), (2, 3), (2,), r"expected inputs with 3 features .* got shape \(\)"),
+        ((), (2, 3), (2,), r"a weight of shape \(2, 3\) .* expects inputs with 3 features .* got shape \(\)$"),
+        ((4, 2), (2, 3), (2,), r".* features in the last axis, got shape \(4, 2\) \(is the weight transposed\?\)"),
         ((4, 3), (2, 3), (3,), r"bias must have shape \(2,\) \(out_features,\), got \(3,\)"),
     ],
 )
 def test_functional_linear_names_what_does_not_fit(x_shape, weight_shape, bias_shape, message):
     with pytest.raises(ValueError, match="linear: " + message):
         F.linear(Tensor(np.zeros(x_shape)), Tensor(np.zeros(weight_shape)), Tensor(np.zeros(bias_shape)))
+
+
+@pytest.mark.parametrize("x_shape, weight_shape", [((5, 3), (0, 3)), ((5, 0), (4, 0)), ((0, 3), (4, 3))])
+def test_functional_linear_with_an_empty_axis_matches_the_primitive_ops(x_shape, weight_shape):
+    fused = [Tensor(np.ones(shape), requires_grad=True) for shape in (x_shape, weight_shape, weight_shape[:1])]
+    composed = [Tensor(np.ones(shape), requires_grad=True) for shape in (x_shape, weight_shape, weight_shape[:1])]
+    F.linear(*fused).sum().backward()
+    (composed[0] @ composed[1].T + composed[2]).sum().backward()
+    for mine, reference in zip(fused, composed):
+        assert mine.grad.shape == mine.shape
+        np.testing.assert_array_equal(mine.grad.data, reference.grad.data)
 
 
 def test_a_linear_layer_is_one_node_with_the_hand_derived_gradients():

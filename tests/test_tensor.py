@@ -5,6 +5,7 @@ import pytest
 from conftest import Cube
 
 from tinygrad_sm import Function, Tensor, no_grad
+from tinygrad_sm.tensor import backward_steps
 
 
 def test_value_used_twice_accumulates_every_path():
@@ -192,3 +193,22 @@ def test_item_numpy_and_properties():
     assert (x.shape, x.ndim, x.size, x.is_leaf) == ((1, 1), 2, 1, True)
     with pytest.raises(ValueError, match="one element"):
         Tensor(np.ones(2)).item()
+
+
+def test_nodes_run_in_reverse_creation_order_and_hooks_see_the_whole_gradient():
+    """d = a + b is made before c = a * b but used after it; out = Σ c d. By hand: ∂out/∂c = d, ∂out/∂d = c,
+    ∂out/∂a = b d + c, ∂out/∂b = a d + c."""
+    a = Tensor(np.array([1.5, -2.0]), requires_grad=True)
+    b = Tensor(np.array([0.5, 3.0]), requires_grad=True)
+    d = a + b
+    c = a * b
+    seen = {}
+    d.register_hook(lambda grad: seen.setdefault("d", grad.data.copy()))
+    c.register_hook(lambda grad: seen.setdefault("c", grad.data.copy()))
+    out = (c * d).sum()
+    assert [node for node, _, _ in backward_steps(out)] == [out.grad_fn, out.grad_fn.parents[0].grad_fn,
+                                                            c.grad_fn, d.grad_fn]
+    np.testing.assert_allclose(seen["c"], d.data)
+    np.testing.assert_allclose(seen["d"], c.data)
+    np.testing.assert_allclose(a.grad.data, b.data * d.data + c.data)
+    np.testing.assert_allclose(b.grad.data, a.data * d.data + c.data)

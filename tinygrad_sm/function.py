@@ -13,7 +13,9 @@ class Context:
     `ctx.save_for_backward(*arrays)` keeps arrays for backward (`ctx.saved_tensors`); the op's keyword
     attributes (axis, keepdims, shape, ...) are in `ctx.attrs` and readable as `ctx.axis`. The engine
     fills in `parents` (the input Tensors), `needs_input_grad`, `location` (file and line of the user
-    code that made it) and `scope` (the nn.Modules whose forward was running).
+    code that made it), `scope` (the nn.Modules whose forward was running), `sequence_number` (nodes
+    are numbered as they are made; backward runs them in the reverse order) and `output_ref` (a weak
+    reference to the Tensor it made).
     """
 
     saved_tensors = needs_input_grad = parents = scope = ()

@@ -3,6 +3,8 @@
 Each docstring gives the derivative in one line of math; `g` is the upstream gradient (grad_output).
 """
 
+import math
+
 import numpy as np
 
 from tinygrad_sm.function import Function
@@ -182,13 +184,14 @@ class Linear(Function):
         if weight.ndim != 2:
             raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
         if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            transposed = " (is the weight transposed?)" if x.ndim and x.shape[-1] == weight.shape[0] else ""
             raise ValueError(
-                f"linear: expected inputs with {weight.shape[1]} features in the last axis (weight of shape "
-                f"{weight.shape}, (out_features, in_features)), got shape {x.shape}"
+                f"linear: a weight of shape {weight.shape} (out_features, in_features) expects inputs with "
+                f"{weight.shape[1]} features in the last axis, got shape {x.shape}{transposed}"
             )
         if bias is not None and bias.shape != weight.shape[:1]:
             raise ValueError(f"linear: bias must have shape {weight.shape[:1]} (out_features,), got {bias.shape}")
-        ctx.save_for_backward(x, weight, bias is not None)
+        ctx.save_for_backward(x, weight)
         out = x @ weight.T
         if bias is None:
             return out
@@ -199,11 +202,11 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        x, weight, has_bias = ctx.saved_tensors
-        rows = grad_output.reshape(-1, weight.shape[0])
+        x, weight = ctx.saved_tensors
+        rows = grad_output.reshape(math.prod(x.shape[:-1]), weight.shape[0])  # every axis of x but the last as rows
         grad_x = grad_output @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = rows.T @ x.reshape(-1, weight.shape[1]) if ctx.needs_input_grad[1] else None
-        if not has_bias:
+        grad_weight = rows.T @ x.reshape(len(rows), weight.shape[1]) if ctx.needs_input_grad[1] else None
+        if len(ctx.needs_input_grad) == 2:  # no bias
             return grad_x, grad_weight
         return grad_x, grad_weight, rows.sum(axis=0) if ctx.needs_input_grad[2] else None
 

@@ -12,7 +12,7 @@ import numpy as np
 from tinygrad_sm import ops
 from tinygrad_sm.function import Context, Function
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class _Settings:
@@ -329,11 +329,11 @@ def topo_order(root, requiring_grad=True):
                 seen.add(id(parent))
                 stack.append(parent)
     leaves.reverse()
-    made.sort(key=_made_index)
+    made.sort(key=_sequence_number)
     return leaves + made
 
 
-_made_index = operator.attrgetter("grad_fn.sequence_number")
+_sequence_number = operator.attrgetter("grad_fn.sequence_number")
 
 
 def _initial_grad(root, grad):
