@@ -8,9 +8,19 @@ import sys
 import numpy as np
 
 
+def processor_name():
+    """The CPU's model name from /proc/cpuinfo on Linux (platform.processor() is often empty there)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0]} x {len(names)}" if names else platform.processor() or "unknown cpu"
+
+
 def main():
     here = pathlib.Path(__file__).parent
-    print(f"# machine: {platform.machine()}, {platform.processor() or 'cpu'}; python {platform.python_version()}; "
+    print(f"# machine: {platform.machine()}, {processor_name()}; python {platform.python_version()}; "
           f"numpy {np.__version__}")
     for script in sorted(here.glob("bench_*.py")):
         print(f"\n## {script.stem}")

@@ -217,3 +217,16 @@ class _Collector:
 
     def flush(self):
         pass
+
+
+@pytest.mark.parametrize("commands", ["print Nope", "grad 7", "help nope"])
+def test_a_script_naming_a_node_or_command_that_does_not_exist_exits_2(target, capsys, commands):
+    status, out, _ = run_cli(["debug", f"{target}:weighted_softmax", "--commands", commands], capsys)
+    assert status == 2 and ("no node" in out or "no command 'nope'" in out)
+
+
+def test_help_on_one_command_and_the_node_count_in_the_header(target, capsys):
+    status, out, _ = run_cli(["debug", f"{target}:weighted_softmax", "--commands", "help check; grad 0"], capsys)
+    assert status == 0  # asking for a gradient that is not there yet is not a mistake in the script
+    assert "check [NODE]: the node's backward against finite differences" in out
+    assert "3 nodes, starting gradient 1" in out

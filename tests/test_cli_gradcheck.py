@@ -157,3 +157,13 @@ def test_demo_gradcheck_on_a_trained_model(capsys):
     out = capsys.readouterr().out
     assert "weight" in out and "bias" in out and "every node's backward matches its forward" in out
     assert len(out.splitlines()) <= 6
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`tinygrad-sm gradcheck | head -1`: no traceback and no error line, the status of a SIGPIPE."""
+    child = subprocess.Popen([sys.executable, "-u", "-m", "tinygrad_sm", "gradcheck"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=ROOT)  # -u: each row is written as it is printed
+    assert child.stdout.readline().startswith(b"check")
+    child.stdout.close()
+    assert child.wait(timeout=120) == 141 and child.stderr.read() == b""
+    child.stderr.close()

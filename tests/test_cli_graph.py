@@ -1,5 +1,6 @@
 """`tinygrad-sm graph`: built-in models and file.py:name targets to svg/png/pdf/dot; one line and exit 2 on mistakes."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -122,3 +123,10 @@ def test_without_dot_the_dot_text_is_written_and_the_line_says_how_to_install(tm
     assert status == 2 and stdout == "" and stderr.count("\n") == 1
     assert "apt-get install graphviz" in stderr and str(tmp_path / "g.dot") in stderr
     assert (tmp_path / "g.dot").read_text().startswith("digraph") and not (tmp_path / "g.svg").exists()
+
+
+def test_a_batch_larger_than_the_training_set_is_a_usage_error(tmp_path, capsys):
+    argv = ["graph", "logistic", "--out", str(tmp_path / "g.svg"), "--batch-size", "100000"]
+    status, out, err = run_cli(argv, capsys)
+    assert status == 2 and out == "" and not os.listdir(tmp_path)
+    assert err == "tinygrad-sm graph: error: --batch-size 100000 is more than the 288 training rows of logistic\n"

@@ -165,9 +165,11 @@ def test_momentum_buffer_does_not_alias_the_gradient():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: optim.SGD(p, lr=-0.1), "SGD: learning rate must be >= 0, got -0.1"),
-        (lambda p: optim.Adam(p, lr=-1e-3), "Adam: learning rate must be >= 0, got -0.001"),
-        (lambda p: optim.SGD(p, lr=float("nan")), "learning rate must be >= 0, got nan"),
+        (lambda p: optim.SGD(p, lr=-0.1), "SGD: learning rate must be >= 0 and finite, got -0.1"),
+        (lambda p: optim.Adam(p, lr=-1e-3), "Adam: learning rate must be >= 0 and finite, got -0.001"),
+        (lambda p: optim.SGD(p, lr=float("nan")), "learning rate must be >= 0 and finite, got nan"),
+        (lambda p: optim.SGD(p, lr=float("inf")), "learning rate must be >= 0 and finite, got inf"),
+        (lambda p: optim.Adam(p, weight_decay=float("inf")), "Adam: weight_decay must be >= 0 and finite, got inf"),
         (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), "SGD: momentum must be >= 0"),
         (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "SGD: weight_decay must be >= 0"),
         (lambda p: optim.Adam(p, betas=(1.0, 0.999)), r"Adam: betas\[0\] must lie in \[0, 1\), got 1.0"),

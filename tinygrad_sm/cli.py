@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 
 import numpy as np
@@ -45,7 +46,9 @@ def load_target(spec):
         try:
             module = importlib.import_module(location)
         except ImportError as error:
-            raise UsageError(f"cannot import module {location!r}: {error}") from error
+            raise UsageError(
+                f"cannot import module {location!r} ({error}); expected path/to/file.py:name or package.module:name"
+            ) from error
     if not hasattr(module, name):
         raise UsageError(f"{location!r} has no name {name!r}")
     return getattr(module, name)
@@ -59,6 +62,8 @@ def builtin_loss(name, batch_size=32, seed=0):
     for path, parameter in model.named_parameters():
         parameter.name = path
     X, _, y, _ = load_task(name)
+    if batch_size > len(X):
+        raise UsageError(f"--batch-size {batch_size} is more than the {len(X)} training rows of {name}")
     images, labels = Tensor(X[:batch_size], name="images"), Tensor(y[:batch_size], name="labels")
     loss = F.binary_cross_entropy_with_logits if name == "logistic" else F.softmax_cross_entropy
     return loss(model(images), labels), model
@@ -137,8 +142,9 @@ def cmd_debug(args):
     output, grad = debug_output(args.target, batch_size=args.batch_size, seed=args.seed)
     stepper = BackwardStepper(output, grad)
     start = "1" if grad is None else "ones (the output has more than one element)"
+    nodes = f"{len(stepper.nodes)} node{'' if len(stepper.nodes) == 1 else 's'}"
     print(f"debugging backward of {args.target}: output shape {output.shape} {output.dtype}, "
-          f"{len(stepper.nodes)} nodes, starting gradient {start}; `help` lists the commands")
+          f"{nodes}, starting gradient {start}; `help` lists the commands")
     shell = DebuggerShell(stepper)
     if args.commands is None and sys.stdin.isatty():
         try:
@@ -227,10 +233,11 @@ def _json_row(row):
 
 def _print_suite(rows, args):
     mode = "fast (uᵀJv)" if args.fast else "full Jacobian"
-    print(f"{'check':<44}{'max abs err':>13}{'max rel err':>13}  result")
+    width = max(len(row["name"]) for row in rows) + 2
+    print(f"{'check':<{width}}{'max abs err':>13}{'max rel err':>13}  result")
     for row in rows:
         faulty = f"  faulty op: {row['faulty_op']}" if row["faulty_op"] else ""
-        print(f"{row['name']:<44}{row['max_abs_error']:>13.2e}{row['max_rel_error']:>13.2e}  "
+        print(f"{row['name']:<{width}}{row['max_abs_error']:>13.2e}{row['max_rel_error']:>13.2e}  "
               f"{'pass' if row['ok'] else 'FAIL'}{faulty}")
     failed = sum(not row["ok"] for row in rows)
     print(f"{len(rows)} checks: {len(rows) - failed} passed, {failed} failed ({mode} in float64, eps={args.eps:g} "
@@ -311,20 +318,22 @@ def cmd_graph(args):
     return 0
 
 
-def non_negative_int(text):
-    """argparse type: a whole number >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
-    return value
+def whole_number_at_least(smallest):
+    """argparse type: a whole number >= `smallest`, or a one-line message saying so."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < smallest:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {smallest}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_int(text):
-    """argparse type: a whole number >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
+non_negative_int, positive_int = whole_number_at_least(0), whole_number_at_least(1)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -338,6 +347,7 @@ def build_parser():
     parser = ArgumentParser(prog="tinygrad-sm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
+    parser.subcommands = commands.choices
 
     demo = commands.add_parser("demo", help="the main job: train, check and draw a network")
     demo.add_argument("--seed", type=non_negative_int, default=0)
@@ -416,9 +426,16 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, so the message names the command
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # so that a closed pipe shows up here, not as a warning when Python exits
+        return status
+    except BrokenPipeError:  # the reader stopped early (`| head`): end quietly, as a tool killed by SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except ModuleNotFoundError as error:
         if args.debug:
             raise

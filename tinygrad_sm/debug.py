@@ -227,7 +227,7 @@ class DebuggerShell(cmd.Cmd):
         self.stepper = stepper
         self.breakpoints = set()
         self.failed_checks = 0
-        self.mistakes = 0  # unknown commands: a script with one exits 2
+        self.mistakes = 0  # unknown commands and nodes: a script with one exits 2
         self.modules = ModuleIndex(topo_order(stepper.output, requiring_grad=False))
 
     # ---- running commands ----
@@ -258,7 +258,7 @@ class DebuggerShell(cmd.Cmd):
     def default(self, line):
         self.mistakes += 1
         self.say(f"unknown command {line.split()[0]!r}; commands: step [n], continue, break OP, print [NODE], "
-                 f"grad [NODE], jacobian, check, graph FILE, list, where, help, quit")
+                 f"grad [NODE], jacobian [NODE], check [NODE], graph FILE, list, where, help [COMMAND], quit")
 
     def emptyline(self):
         """An empty line repeats the last command, as in pdb."""
@@ -307,12 +307,14 @@ class DebuggerShell(cmd.Cmd):
         number = text.lstrip("#")
         if number.isdigit():
             if int(number) >= len(self.stepper.nodes):
+                self.mistakes += 1
                 raise ValueError(f"no node #{number}; this graph has nodes #0 to #{len(self.stepper.nodes) - 1}")
             return self.stepper.nodes[int(number)]
         for node in self.stepper.nodes:
             if node.op_name.lower() == text.lower():
                 return node
         names = ", ".join(sorted({node.op_name for node in self.stepper.nodes}))
+        self.mistakes += 1
         raise ValueError(f"no node {text!r}: give a number from `list` or an op name ({names})")
 
     def step_of(self, node):
@@ -435,8 +437,13 @@ class DebuggerShell(cmd.Cmd):
 
     def do_help(self, arg):
         """help [COMMAND]: every command in one line each, or the one COMMAND."""
-        if arg.strip():
-            return super().do_help(arg)
+        name = arg.strip()
+        if name:
+            command = getattr(self, f"do_{name}", None)
+            if command is None:
+                self.mistakes += 1
+            self.say(command.__doc__ if command is not None else f"no command {name!r}; `help` lists them")
+            return
         for name in COMMANDS:
             self.say("  " + getattr(self, f"do_{name}").__doc__)
         self.say("  NODE is a number from `list` (#0 is the output's node) or an op name; numbers show 4 decimals")

@@ -88,5 +88,5 @@ class Adam(Optimizer):
 
 
 def _check_at_least_zero(optimizer, name, value):
-    if not value >= 0:
-        raise ValueError(f"{type(optimizer).__name__}: {name} must be >= 0, got {value}")
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{type(optimizer).__name__}: {name} must be >= 0 and finite, got {value}")

@@ -1,5 +1,6 @@
 """Training the built-in models on the digits: the default recipes, the loop, accuracy."""
 
+import math
 import os
 from dataclasses import dataclass, replace
 
@@ -27,12 +28,12 @@ class Recipe:
     def check(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if not self.lr >= 0:
-            raise ValueError(f"the learning rate must be >= 0, got {self.lr}")
-        if not self.momentum >= 0:
-            raise ValueError(f"the momentum must be >= 0, got {self.momentum}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"the weight decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.lr < math.inf:
+            raise ValueError(f"the learning rate must be >= 0 and finite, got {self.lr}")
+        if not 0 <= self.momentum < math.inf:
+            raise ValueError(f"the momentum must be >= 0 and finite, got {self.momentum}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"the weight decay must be >= 0 and finite, got {self.weight_decay}")
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
