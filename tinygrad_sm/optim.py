@@ -23,8 +23,8 @@ class Optimizer:
                 )
         if len({id(param) for param in self.params}) != len(self.params):
             raise ValueError(f"{type(self).__name__}: a parameter appears more than once in the list")
-        _check_at_least_zero(self, "learning rate", lr)
-        _check_at_least_zero(self, "weight_decay", weight_decay)
+        check_at_least_zero(f"{type(self).__name__}: learning rate", lr)
+        check_at_least_zero(f"{type(self).__name__}: weight_decay", weight_decay)
         self.lr = lr
         self.weight_decay = weight_decay
         self.state = {}
@@ -48,7 +48,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        _check_at_least_zero(self, "momentum", momentum)
+        check_at_least_zero(f"{type(self).__name__}: momentum", momentum)
         self.momentum = momentum
 
     def step(self):
@@ -70,7 +70,7 @@ class Adam(Optimizer):
         for index, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Adam: betas[{index}] must lie in [0, 1), got {beta}")
-        _check_at_least_zero(self, "eps", eps)
+        check_at_least_zero(f"{type(self).__name__}: eps", eps)
         self.betas = tuple(betas)
         self.eps = eps
 
@@ -87,6 +87,7 @@ class Adam(Optimizer):
             param.data = param.data - step_size * state["exp_avg"] / denominator
 
 
-def _check_at_least_zero(optimizer, name, value):
+def check_at_least_zero(name, value):
+    """The rule for every hyperparameter here (and for a training recipe's): a finite number >= 0."""
     if not 0 <= value < math.inf:
-        raise ValueError(f"{type(optimizer).__name__}: {name} must be >= 0 and finite, got {value}")
+        raise ValueError(f"{name} must be >= 0 and finite, got {value}")

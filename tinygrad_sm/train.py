@@ -1,6 +1,5 @@
 """Training the built-in models on the digits: the default recipes, the loop, accuracy."""
 
-import math
 import os
 from dataclasses import dataclass, replace
 
@@ -28,12 +27,9 @@ class Recipe:
     def check(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if not 0 <= self.lr < math.inf:
-            raise ValueError(f"the learning rate must be >= 0 and finite, got {self.lr}")
-        if not 0 <= self.momentum < math.inf:
-            raise ValueError(f"the momentum must be >= 0 and finite, got {self.momentum}")
-        if not 0 <= self.weight_decay < math.inf:
-            raise ValueError(f"the weight decay must be >= 0 and finite, got {self.weight_decay}")
+        optim.check_at_least_zero("the learning rate", self.lr)
+        optim.check_at_least_zero("the momentum", self.momentum)
+        optim.check_at_least_zero("the weight decay", self.weight_decay)
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
