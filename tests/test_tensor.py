@@ -49,9 +49,19 @@ def test_second_backward_through_a_released_graph_raises_and_does_not_double_cou
     x = Tensor(np.array([2.0]), requires_grad=True)
     loss = (x * x).sum()
     loss.backward()
-    with pytest.raises(RuntimeError, match="saved arrays of Mul .*test_tensor.py.*retain_graph=True"):
+    with pytest.raises(RuntimeError, match="saved arrays of Sum .*test_tensor.py.*retain_graph=True"):
         loss.backward()
     assert x.grad.item() == 4.0
+
+
+def test_a_released_node_deep_in_a_new_graph_raises_before_any_grad_changes():
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    w = Tensor(np.array([5.0]), requires_grad=True)
+    square = x * x
+    square.sum().backward()
+    with pytest.raises(RuntimeError, match="saved arrays of Mul .*test_tensor.py"):
+        (square * w).sum().backward()  # its Sum and the new Mul run first, then the released x * x stops it
+    assert x.grad.item() == 4.0 and w.grad is None
 
 
 def test_retain_graph_allows_a_second_backward():
@@ -171,6 +181,29 @@ def test_user_defined_function_records_a_named_node():
     assert y.grad_fn.location[0] == __file__
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.data, [3.0, 12.0])
+
+
+class Scale(Function):
+    """d(c x) = c g"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * ctx.factor
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.factor
+
+
+def test_op_attributes_are_attributes_of_the_node_and_may_not_shadow_its_own():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = Scale.apply(x, factor=3.0)
+    assert y.grad_fn.factor == 3.0 and y.grad_fn.attrs == {"factor": 3.0}
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+    for taken in ("parents", "saved_tensors", "sequence_number", "release", "location"):
+        with pytest.raises(TypeError, match=f"Scale: an op attribute cannot be named '{taken}'"):
+            Scale.apply(x, **{taken: 3.0})
 
 
 def test_engine_checks_each_backward_returns_gradients_of_the_input_shapes():

@@ -128,7 +128,7 @@ def debug_output(spec, batch_size=8, seed=0):
 
         loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)
         for node in backward_order(loss):  # made by the package, not by user code: no file and line to show
-            node.location = None
+            node.made_at = None
         return loss, None
     output = target_output(spec)
     if not output.requires_grad:

@@ -9,7 +9,7 @@ import shlex
 import numpy as np
 
 from tinygrad_sm.gradcheck import check_node, rerun_forward
-from tinygrad_sm.graph import ModuleIndex, backward_order
+from tinygrad_sm.graph import ModuleIndex, backward_order, node_outputs
 from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings, topo_order
 
 __all__ = ["AnomalyError", "BackwardStep", "BackwardStepper", "DebuggerShell", "detect_anomaly"]
@@ -52,16 +52,16 @@ class BackwardStep:
     """One node, just run by backward: the gradient that came in (`grad_output`, summed from every path) and
     what it sent to each parent (`grad_inputs`, each of its parent's shape, None where none is needed)."""
 
-    def __init__(self, index, node, grad_output, grad_inputs):
+    def __init__(self, index, node, output, grad_output, grad_inputs):
         self.index = index
         self.node = node
+        self.output = output  # the tensor the node made
         self.grad_output = grad_output
         self.grad_inputs = grad_inputs
 
     op_name = property(lambda self: self.node.op_name)
     location = property(lambda self: self.node.location, doc="(file, line) of the user code that made the node.")
     parents = property(lambda self: self.node.parents)
-    output = property(lambda self: self.node.output, doc="The tensor the node made (None once nothing holds it).")
     shape = property(lambda self: self.grad_output.shape, doc="The shape of the node's output.")
 
     def _differentiable(self):
@@ -115,6 +115,7 @@ class BackwardStepper:
     def __init__(self, output, grad=None):
         self.output = output
         self.nodes = backward_order(output)
+        self.outputs = node_outputs(output)  # {id(node): the tensor it made}
         self.steps = []
         self.finished = False
         self._index = {id(node): i for i, node in enumerate(self.nodes)}
@@ -148,7 +149,7 @@ class BackwardStepper:
         except BaseException:
             self.finished = True
             raise
-        step = BackwardStep(self.index_of(node), node, grad_output, grad_inputs)
+        step = BackwardStep(self.index_of(node), node, self.outputs[id(node)], grad_output, grad_inputs)
         self.steps.append(step)
         self._done.add(id(node))
         if len(self._done) == len(self.nodes):
@@ -197,7 +198,7 @@ class BackwardStepper:
         ones faded (a graphviz.Digraph from `viz.draw_graph`; `options` are passed on)."""
         from tinygrad_sm.viz import draw_graph  # rendering sits above the engine: imported only when drawn
 
-        grads = {id(step.output): step.grad_output for step in self.steps if step.output is not None}
+        grads = {id(step.output): step.grad_output for step in self.steps}
         for step in self.steps:  # what finished nodes sent to leaves (the loop writes leaves' .grad later)
             for parent, grad in zip(step.parents, step.grad_inputs):
                 if parent.is_leaf and parent.requires_grad and grad is not None:
@@ -372,12 +373,8 @@ class DebuggerShell(cmd.Cmd):
     def do_print(self, arg):
         """print [NODE]: the value and shape of NODE's output (a number from `list`, or an op name); default current."""
         node = self.find_node(arg.strip())
-        output = node.output
-        if output is None:
-            self.say(f"{self.label(node)}: its output tensor is no longer held by anything")
-            return
         self.say(f"{self.label(node)}  {self.where_made(node)}")
-        self.say(describe_array("output", output.data))
+        self.say(describe_array("output", self.stepper.outputs[id(node)].data))
 
 
     def do_grad(self, arg):
@@ -418,9 +415,8 @@ class DebuggerShell(cmd.Cmd):
             self.say("no nodes left: backward has finished")
             return
         for node in pending:
-            output = node.output
-            shape = f"output shape {output.shape}" if output is not None else ""
-            self.say(f"{self.label(node)}  {shape}  {self.where_made(node)}")
+            shape = self.stepper.outputs[id(node)].shape
+            self.say(f"{self.label(node)}  output shape {shape}  {self.where_made(node)}")
 
 
     def do_where(self, arg):

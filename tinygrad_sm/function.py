@@ -11,26 +11,25 @@ class Context:
     """One op applied once: what its backward needs, and, once recorded, a node of the graph.
 
     `ctx.save_for_backward(*arrays)` keeps arrays for backward (`ctx.saved_tensors`); the op's keyword
-    attributes (axis, keepdims, shape, ...) are in `ctx.attrs` and readable as `ctx.axis`. The engine
-    fills in `parents` (the input Tensors), `needs_input_grad`, `location` (file and line of the user
-    code that made it), `scope` (the nn.Modules whose forward was running), `sequence_number` (nodes
-    are numbered as they are made; backward runs them in the reverse order) and `output_ref` (a weak
-    reference to the Tensor it made).
+    attributes (axis, keepdims, shape, ...) are in `ctx.attrs` and are attributes too (`ctx.axis`). The engine
+    fills in `parents` (the input Tensors), `needs_input_grad`, `made_at` (the code object and instruction
+    offset of the user code that made it; `location` turns it into file and line when asked), `scope` (the
+    nn.Modules whose forward was running) and `sequence_number` (nodes are numbered as they are made; backward
+    runs them in the reverse order). Like PyTorch's grad_fn, a node does not point to the tensor it made:
+    `graph.node_outputs` finds them by walking from the output.
     """
-
-    saved_tensors = needs_input_grad = parents = scope = ()
-    location = output_ref = None
-    released = False
 
     def __init__(self, op, attrs):
         self.op = op
         self.attrs = attrs
-
-    def __getattr__(self, name):
-        attrs = self.__dict__.get("attrs", {})
-        if name in attrs:
-            return attrs[name]
-        raise AttributeError(f"{type(self).__name__} of op {self.op_name} has no attribute {name!r}")
+        self.saved_tensors = self.parents = self.needs_input_grad = self.scope = ()
+        self.made_at = self.sequence_number = None
+        self.released = False
+        if attrs:
+            for name, value in attrs.items():
+                if hasattr(self, name):
+                    raise TypeError(f"{op.__name__}: an op attribute cannot be named {name!r}, the node uses that name")
+                setattr(self, name, value)
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -39,15 +38,18 @@ class Context:
     def op_name(self):
         return self.op.__name__
 
-    @property
-    def output(self):
-        """The Tensor this node produced, while something still holds it (else None)."""
-        return self.output_ref() if self.output_ref is not None else None
-
     def release(self):
         """Free the saved arrays; a second backward through this node then raises."""
         self.saved_tensors = ()
         self.released = True
+
+    @property
+    def location(self):
+        """(file, line) of the user code that made this node, or None."""
+        if self.made_at is None:
+            return None
+        code, offset = self.made_at
+        return code.co_filename, line_at(code, offset)
 
     @property
     def where(self):
@@ -60,6 +62,12 @@ class Context:
 
     def __repr__(self):
         return f"<{self.op_name} node at {self.where}>"
+
+
+def line_at(code, offset):
+    """The source line of the instruction at byte `offset` in `code` (what `frame.f_lineno` computes, done only
+    when someone asks, not for every node)."""
+    return next(line for start, end, line in code.co_lines() if start <= offset < end)
 
 
 class Function:

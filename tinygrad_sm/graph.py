@@ -8,12 +8,18 @@ def backward_order(output):
     return [tensor.grad_fn for tensor in reversed(topo_order(output)) if tensor.grad_fn is not None]
 
 
+def node_outputs(output):
+    """{id(node): the tensor it made}, for every node backward from `output` runs (a node has no link to it)."""
+    return {id(tensor.grad_fn): tensor for tensor in topo_order(output) if tensor.grad_fn is not None}
+
+
 def backward_recording_grads(output, grad=None, retain_graph=False):
     """Run `output.backward(...)` and return {id(tensor): gradient array} for every op result it reached.
 
     The engine keeps gradients only on leaves (`.grad`, filled as usual); this keeps the intermediate ones too.
     """
-    return {id(node.output): grad_output for node, grad_output, _ in backward_steps(output, grad, retain_graph)}
+    outputs = node_outputs(output)
+    return {id(outputs[id(node)]): grad_output for node, grad_output, _ in backward_steps(output, grad, retain_graph)}
 
 
 class ModuleIndex:

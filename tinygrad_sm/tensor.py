@@ -5,7 +5,6 @@ import operator
 import os
 import sys
 import time
-import weakref
 
 import numpy as np
 
@@ -46,12 +45,12 @@ class AnomalyError(FloatingPointError):
     """A NaN or Inf first appeared at a node (raised under `debug.detect_anomaly()`)."""
 
 
-def user_location(frame):
-    """(file, line) of the innermost frame from `frame` outwards that lies outside this package: where user code
-    made the node."""
+def user_code_position(frame):
+    """(code object, instruction offset) of the innermost frame from `frame` outwards that lies outside this
+    package: where user code made the node (`Context.location` turns it into file and line)."""
     while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
         frame = frame.f_back
-    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
+    return (frame.f_code, frame.f_lasti) if frame is not None else None
 
 
 def _is_float(array):
@@ -281,11 +280,10 @@ def apply_op(op, inputs, attrs):
         if True in needs_input_grad:
             ctx.parents = tensors
             ctx.needs_input_grad = needs_input_grad
-            ctx.location = user_location(sys._getframe(2))
+            ctx.made_at = user_code_position(sys._getframe(2))
             if settings.module_stack:
                 ctx.scope = tuple(settings.module_stack)
             ctx.sequence_number = next(_node_count)
-            ctx.output_ref = weakref.ref(out)
             out.grad_fn = ctx
             out.requires_grad = True
     return out
@@ -302,7 +300,7 @@ def _forward_watched(ctx, arrays):
     if settings.debug:
         _debug_line("forward ", ctx.op_name, arrays, [data], started)
     if settings.detect_anomaly:
-        ctx.location = user_location(sys._getframe(3))
+        ctx.made_at = user_code_position(sys._getframe(3))
         _check_forward(ctx, arrays, data)
     return data
 
@@ -401,19 +399,13 @@ def backward_steps(root, grad=None, retain_graph=False):
 
     Runs the nodes once, in the reverse of the order they were made, then the leaves; each tensor's
     gradient is summed from every path before its node runs; leaves that require a gradient get it
-    added to `.grad`. `backward()` drains this generator; the step-through debugger pauses on it.
+    added to `.grad` (last, so a node released by an earlier backward raises before any `.grad` changes).
+    `backward()` drains this generator; the step-through debugger pauses on it.
     """
     grad = _initial_grad(root, grad)
-    order = topo_order(root)
-    released = [t.grad_fn for t in order if t.grad_fn is not None and t.grad_fn.released]
-    if released:
-        raise RuntimeError(
-            f"backward through a released graph: the saved arrays of {released[0].op_name} (made at "
-            f"{released[0].where}) were freed by an earlier backward(); pass retain_graph=True to the first "
-            f"backward() to run it twice"
-        )
     grads = {id(root): grad}
-    for tensor in reversed(order):
+    watched = settings.debug or settings.detect_anomaly
+    for tensor in reversed(topo_order(root)):
         grad_output = grads.pop(id(tensor), None)
         if grad_output is None:
             continue
@@ -424,7 +416,12 @@ def backward_steps(root, grad=None, retain_graph=False):
             accumulated = np.array(grad_output, dtype=tensor.dtype)
             tensor.grad = Tensor(accumulated if tensor.grad is None else tensor.grad.data + accumulated)
             continue
-        if settings.debug or settings.detect_anomaly:
+        if node.released:
+            raise RuntimeError(
+                f"backward through a released graph: the saved arrays of {node.op_name} (made at {node.where}) "
+                f"were freed by an earlier backward(); pass retain_graph=True to the first backward() to run it twice"
+            )
+        if watched:
             grad_inputs = _backward_watched(node, grad_output)
         else:
             grad_inputs = _as_grad_tuple(node, node.op.backward(node, grad_output))
