@@ -1,5 +1,6 @@
 """Tensor: a numpy array, its gradient, and the node that made it; the engine that runs ops and backward."""
 
+import heapq
 import itertools
 import operator
 import os
@@ -397,25 +398,22 @@ def _run_hooks(tensor, grad):
 def backward_steps(root, grad=None, retain_graph=False):
     """The one backward loop. Yields `(node, grad_output, grad_inputs)` per node in the order it runs them.
 
-    Runs the nodes once, in the reverse of the order they were made, then the leaves; each tensor's
-    gradient is summed from every path before its node runs; leaves that require a gradient get it
-    added to `.grad` (last, so a node released by an earlier backward raises before any `.grad` changes).
-    `backward()` drains this generator; the step-through debugger pauses on it.
+    Tensors whose gradient has started to arrive wait in a heap and the newest node runs first: every
+    tensor's consumers were made after it, so by then its gradient is summed from every path (the reverse
+    of the order the nodes were made, as PyTorch's engine orders by sequence number). Leaves that require
+    a gradient get it added to `.grad` at the end, so a node released by an earlier backward raises before
+    any `.grad` changes. `backward()` drains this generator; the step-through debugger pauses on it.
     """
-    grad = _initial_grad(root, grad)
-    grads = {id(root): grad}
+    grads = {id(root): _initial_grad(root, grad)}
+    waiting, leaves = [], []
+    _wait_for_gradient(root, waiting, leaves)
     watched = settings.debug or settings.detect_anomaly
-    for tensor in reversed(topo_order(root)):
-        grad_output = grads.pop(id(tensor), None)
-        if grad_output is None:
-            continue
+    while waiting:
+        tensor = heapq.heappop(waiting)[1]
+        grad_output = grads.pop(id(tensor))
         if tensor._hooks:
             grad_output = _run_hooks(tensor, grad_output)
         node = tensor.grad_fn
-        if node is None:
-            accumulated = np.array(grad_output, dtype=tensor.dtype)
-            tensor.grad = Tensor(accumulated if tensor.grad is None else tensor.grad.data + accumulated)
-            continue
         if node.released:
             raise RuntimeError(
                 f"backward through a released graph: the saved arrays of {node.op_name} (made at {node.where}) "
@@ -430,8 +428,25 @@ def backward_steps(root, grad=None, retain_graph=False):
         for parent, parent_grad in zip(node.parents, grad_inputs):
             if parent_grad is not None and parent.requires_grad:
                 previous = grads.get(id(parent))
-                grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
+                if previous is None:
+                    grads[id(parent)] = parent_grad
+                    _wait_for_gradient(parent, waiting, leaves)
+                else:
+                    grads[id(parent)] = previous + parent_grad
         yield node, grad_output, grad_inputs
+    for tensor in leaves:
+        grad_output = grads.pop(id(tensor))
+        if tensor._hooks:
+            grad_output = _run_hooks(tensor, grad_output)
+        accumulated = np.array(grad_output, dtype=tensor.dtype)
+        tensor.grad = Tensor(accumulated if tensor.grad is None else tensor.grad.data + accumulated)
+
+
+def _wait_for_gradient(tensor, waiting, leaves):
+    if tensor.grad_fn is None:
+        leaves.append(tensor)
+    else:
+        heapq.heappush(waiting, (-tensor.grad_fn.sequence_number, tensor))
 
 
 def _backward_watched(node, grad_output):
