@@ -150,12 +150,15 @@ class Linear(Module):
             self.bias = Tensor(generator.uniform(-bound, bound, (out_features,)).astype(dtype), requires_grad=True)
 
     def forward(self, x):
-        if x.ndim == 0 or x.shape[-1] != self.weight.shape[1]:  # named after the model, before F.linear would say it
-            raise ValueError(
-                f"{type(self).__name__}: expected inputs with {self.weight.shape[1]} features in the last axis, "
-                f"got shape {x.shape}"
-            )
-        return F.linear(x, self.weight, self.bias)
+        try:
+            return F.linear(x, self.weight, self.bias)
+        except ValueError:
+            if x.ndim == 0 or x.shape[-1] != self.weight.shape[1]:  # said again, named after the model
+                raise ValueError(
+                    f"{type(self).__name__}: expected inputs with {self.weight.shape[1]} features in the last axis, "
+                    f"got shape {x.shape}"
+                ) from None
+            raise
 
 
 class ReLU(Module):

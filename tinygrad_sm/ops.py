@@ -203,12 +203,14 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
-        rows = grad_output.reshape(math.prod(x.shape[:-1]), weight.shape[0])  # every axis of x but the last as rows
         grad_x = grad_output @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = rows.T @ x.reshape(len(rows), weight.shape[1]) if ctx.needs_input_grad[1] else None
+        if x.ndim != 2:  # every axis of x but the last as rows
+            rows = math.prod(x.shape[:-1])
+            grad_output, x = grad_output.reshape(rows, weight.shape[0]), x.reshape(rows, weight.shape[1])
+        grad_weight = grad_output.T @ x if ctx.needs_input_grad[1] else None
         if len(ctx.needs_input_grad) == 2:  # no bias
             return grad_x, grad_weight
-        return grad_x, grad_weight, rows.sum(axis=0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_output.sum(axis=0) if ctx.needs_input_grad[2] else None
 
 
 # ---- elementwise unary ops ----
@@ -477,8 +479,8 @@ class LogSumExp(Function):
 
 
 def _reduce(losses, reduction):
-    if reduction == "mean":
-        return np.asarray(losses.mean(), dtype=losses.dtype)
+    if reduction == "mean":  # the sum over the count, as ndarray.mean computes it, without its Python-level wrapper
+        return np.asarray(losses.sum() / losses.size, dtype=losses.dtype)
     if reduction == "sum":
         return np.asarray(losses.sum(), dtype=losses.dtype)
     return losses

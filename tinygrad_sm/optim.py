@@ -34,13 +34,13 @@ class Optimizer:
             param.grad = None
 
     def _gradients(self):
-        """(param, its state dict, g) for every param with a gradient, g = grad + weight_decay * param."""
+        """(param, g) for every param with a gradient, g = grad + weight_decay * param."""
         for param in self.params:
             if param.grad is not None:
                 grad = param.grad.data.astype(param.dtype, copy=False)
                 if self.weight_decay:
                     grad = grad + self.weight_decay * param.data
-                yield param, self.state.setdefault(id(param), {}), grad
+                yield param, grad
 
 
 class SGD(Optimizer):
@@ -52,8 +52,9 @@ class SGD(Optimizer):
         self.momentum = momentum
 
     def step(self):
-        for param, state, grad in self._gradients():
+        for param, grad in self._gradients():
             if self.momentum:
+                state = self.state.setdefault(id(param), {})
                 if "momentum_buffer" in state:
                     grad = self.momentum * state["momentum_buffer"] + grad
                 else:
@@ -76,7 +77,8 @@ class Adam(Optimizer):
 
     def step(self):
         beta1, beta2 = self.betas
-        for param, state, grad in self._gradients():
+        for param, grad in self._gradients():
+            state = self.state.setdefault(id(param), {})
             if not state:
                 state.update(step=0, exp_avg=np.zeros_like(param.data), exp_avg_sq=np.zeros_like(param.data))
             state["step"] += 1
