@@ -1,5 +1,7 @@
 """The engine: graph bookkeeping, accumulation, release, dtype rules and the errors users meet."""
 
+import weakref
+
 import numpy as np
 import pytest
 from conftest import Cube
@@ -245,3 +247,77 @@ def test_nodes_run_in_reverse_creation_order_and_hooks_see_the_whole_gradient():
     np.testing.assert_allclose(seen["d"], c.data)
     np.testing.assert_allclose(a.grad.data, b.data * d.data + c.data)
     np.testing.assert_allclose(b.grad.data, a.data * d.data + c.data)
+
+
+# ---- Relu writes its gradient into the array it is given: only when nothing else holds that array ----
+
+class Emit(Function):
+    """d(x) = g, but backward sends on a new array of its own and remembers it weakly (holding no reference)."""
+
+    sent = None
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = grad_output * 1.0
+        Emit.sent = weakref.ref(grad)
+        return grad
+
+
+class TwiceInPlace(Function):
+    """d(2x) = 2g, written into grad_output; remembers whether it got the very array Emit sent."""
+
+    overwrites_grad_output = True
+    got_emitted = None
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        TwiceInPlace.got_emitted = Emit.sent is not None and grad_output is Emit.sent()
+        grad_output *= 2
+        return grad_output
+
+
+def test_backward_hands_an_op_that_overwrites_its_gradient_the_engines_own_array_when_nothing_else_holds_it():
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    Emit.apply(TwiceInPlace.apply(x)).sum().backward()
+    assert TwiceInPlace.got_emitted
+    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
+
+
+def test_the_debugger_sees_the_gradient_before_an_overwriting_op_ran():
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    steps = list(backward_steps(Emit.apply(TwiceInPlace.apply(x)).sum()))
+    twice = next(step for step in steps if step[0].op_name == "TwiceInPlace")
+    assert not TwiceInPlace.got_emitted  # a copy: the stepper keeps what each node got and sent
+    np.testing.assert_array_equal(twice[1], [1.0, 1.0])
+    np.testing.assert_array_equal(twice[2][0], [2.0, 2.0])
+
+
+def test_relu_never_overwrites_a_gradient_another_tensor_a_hook_or_the_caller_holds():
+    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    y = Tensor(np.array([5.0, 5.0, 5.0]), requires_grad=True)
+    (x.relu() + y).sum().backward()  # Add sends one array to both: y's share must not be masked
+    np.testing.assert_array_equal(y.grad.data, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(x.grad.data, [1.0, 0.0, 1.0])
+
+    seen = []
+    hidden = x.relu()
+    hidden.register_hook(seen.append)
+    hidden.sum().backward()
+    np.testing.assert_array_equal(seen[0].data, [1.0, 1.0, 1.0])
+
+    seed = np.array([1.0, 1.0, 1.0])
+    x.relu().backward(seed)
+    np.testing.assert_array_equal(seed, [1.0, 1.0, 1.0])
+
+    twice = x.relu().relu()  # the inner Relu gets the outer one's result: spare, and still right
+    x.grad = None
+    (twice * Tensor(np.array([2.0, 2.0, 2.0]))).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 2.0])

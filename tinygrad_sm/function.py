@@ -75,9 +75,13 @@ class Function:
 
     `backward(ctx, grad_output)` returns one gradient per input (a tuple when there are several),
     each of its input's shape, or None for an input that needs none (see `ctx.needs_input_grad`).
+    It must not change grad_output, unless the class sets `overwrites_grad_output = True`: then its
+    backward may write its result into grad_output (as Relu does), and whoever calls it hands over an
+    array nobody else holds (the engine its own when it is spare, else a copy).
     """
 
     engine = None  # set by tinygrad_sm.tensor: engine(op, inputs, attrs) -> Tensor
+    overwrites_grad_output = False
 
     @staticmethod
     def forward(ctx, *arrays):

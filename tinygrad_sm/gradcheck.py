@@ -611,7 +611,7 @@ def check_node(node, upstream, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, rng=N
 
 def _node_backward(node, arrays, upstream):
     ctx, _ = rerun_forward(node, arrays)
-    grads = node.op.backward(ctx, upstream)
+    grads = node.op.backward(ctx, upstream.copy())  # the op may write into it (Function.overwrites_grad_output)
     grads = grads if isinstance(grads, tuple) else (grads,)
     if len(grads) != len(arrays):
         raise ValueError(f"backward returned {len(grads)} gradient(s) for {len(arrays)} input(s)")

@@ -287,7 +287,9 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """d/dx max(x, 0) = 1 where x > 0, else 0"""
+    """d/dx max(x, 0) = 1 where x > 0, else 0   (the mask is multiplied into grad_output in place: no new array)"""
+
+    overwrites_grad_output = True
 
     @staticmethod
     def forward(ctx, x):
@@ -297,7 +299,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad_output):
         (x,) = ctx.saved_tensors
-        return grad_output * (x > 0)
+        return np.multiply(grad_output, x > 0, out=grad_output)
 
 
 # ---- reductions ----

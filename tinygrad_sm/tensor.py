@@ -192,7 +192,7 @@ class Tensor:
     # ---- gradients ----
     def backward(self, grad=None, retain_graph=False):
         """Fill `.grad` of every leaf that requires it with d(self)/d(leaf), accumulating like PyTorch."""
-        for _ in backward_steps(self, grad, retain_graph):
+        for _ in backward_steps(self, grad, retain_graph, reuse_gradients=True):
             pass
 
     def graph(self, **options):
@@ -395,7 +395,7 @@ def _run_hooks(tensor, grad):
     return grad
 
 
-def backward_steps(root, grad=None, retain_graph=False):
+def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
     """The one backward loop. Yields `(node, grad_output, grad_inputs)` per node in the order it runs them.
 
     Tensors whose gradient has started to arrive wait in a heap and the newest node runs first: every
@@ -403,11 +403,16 @@ def backward_steps(root, grad=None, retain_graph=False):
     of the order the nodes were made, as PyTorch's engine orders by sequence number). Leaves that require
     a gradient get it added to `.grad` at the end, so a node released by an earlier backward raises before
     any `.grad` changes. `backward()` drains this generator; the step-through debugger pauses on it.
+
+    With `reuse_gradients` (what `backward()` asks, as nobody looks at the gradients on the way) nothing is
+    yielded, and an op that overwrites its grad_output (Relu) is handed the engine's own array when nothing
+    else holds it, instead of a copy: a ReLU layer's backward then needs no new array.
     """
     grads = {id(root): _initial_grad(root, grad)}
     waiting, leaves = [], []
     _wait_for_gradient(root, waiting, leaves)
     watched = settings.debug or settings.detect_anomaly
+    reuse_gradients = reuse_gradients and not watched
     while waiting:
         tensor = heapq.heappop(waiting)[1]
         grad_output = grads.pop(id(tensor))
@@ -419,10 +424,14 @@ def backward_steps(root, grad=None, retain_graph=False):
                 f"backward through a released graph: the saved arrays of {node.op_name} (made at {node.where}) "
                 f"were freed by an earlier backward(); pass retain_graph=True to the first backward() to run it twice"
             )
-        if watched:
-            grad_inputs = _backward_watched(node, grad_output)
+        if node.op.overwrites_grad_output and not (reuse_gradients and _is_spare(grad_output)):
+            given = grad_output.copy()
         else:
-            grad_inputs = _as_grad_tuple(node, node.op.backward(node, grad_output))
+            given = grad_output
+        if watched:
+            grad_inputs = _backward_watched(node, given)
+        else:
+            grad_inputs = _as_grad_tuple(node, node.op.backward(node, given))
         if not retain_graph:
             node.release()
         for parent, parent_grad in zip(node.parents, grad_inputs):
@@ -433,13 +442,34 @@ def backward_steps(root, grad=None, retain_graph=False):
                     _wait_for_gradient(parent, waiting, leaves)
                 else:
                     grads[id(parent)] = previous + parent_grad
-        yield node, grad_output, grad_inputs
+        if not reuse_gradients:
+            yield node, grad_output, grad_inputs
+        del given, grad_inputs, parent_grad  # held over, they would keep the next node's gradient from being spare
     for tensor in leaves:
         grad_output = grads.pop(id(tensor))
         if tensor._hooks:
             grad_output = _run_hooks(tensor, grad_output)
         accumulated = np.array(grad_output, dtype=tensor.dtype)
         tensor.grad = Tensor(accumulated if tensor.grad is None else tensor.grad.data + accumulated)
+
+
+def _is_spare(array):
+    """True when the caller's variable is the only reference to `array`, an array of its own that may be written
+    (the test NumPy makes before reusing a temporary): no other tensor waits for it, no hook, user or op kept it."""
+    return array.base is None and array.flags.writeable and sys.getrefcount(array) == _ALONE
+
+
+def _references_when_alone():
+    """What `sys.getrefcount` says inside `_is_spare` of an array held by one variable of its caller."""
+
+    def probe(array):
+        return sys.getrefcount(array)
+
+    array = np.empty(0)
+    return probe(array)
+
+
+_ALONE = _references_when_alone()
 
 
 def _wait_for_gradient(tensor, waiting, leaves):
