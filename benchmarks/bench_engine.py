@@ -192,8 +192,8 @@ def main():
               f"(target <= {target}x numpy)")
         print_step_table(batch, hidden, repeats)
     print("\n(3b) (3) again in a fresh process whose malloc keeps freed memory (MALLOC_TRIM_THRESHOLD_ and\n"
-          "    MALLOC_MMAP_THRESHOLD_ raised): the engine's backward takes more fresh heap than the numpy loop,\n"
-          "    which multiplies in place, and with glibc's defaults that heap is trimmed and faulted in every step")
+          "    MALLOC_MMAP_THRESHOLD_ raised), a control: a step that needs much fresh heap has it trimmed and\n"
+          "    faulted back in every step with glibc's defaults, and then (3) and (3b) differ")
     sys.stdout.flush()
     tuned = {**os.environ, "MALLOC_TRIM_THRESHOLD_": str(2**31), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
     subprocess.run([sys.executable, __file__, "--large-step-only"], env=tuned, check=True)
