@@ -313,7 +313,7 @@ def topo_order(root, requiring_grad=True):
     """The tensors `root` was computed from, each after its inputs: the leaves, then the made tensors in the order
     they were made. Iterative, so any depth works.
 
-    With `requiring_grad` only those a gradient flows to (what backward walks), else constants and inputs too.
+    With `requiring_grad` only those a gradient flows to (the nodes backward runs), else constants and inputs too.
     """
     leaves, made = [], []
     seen, stack = {id(root)}, [root]
