@@ -268,7 +268,7 @@ class DebuggerShell(cmd.Cmd):
     # ---- describing nodes ----
     def where_made(self, node):
         """`made at file:line in layers.0: Linear` (the innermost module whose forward made it)."""
-        parts = [f"made at {node.where}"] if node.location is not None else []
+        parts = [f"made at {node.where}"] if node.made_at is not None else []
         if node.scope:
             parts.append("in " + self.modules.label(node.scope[-1]))
         return " ".join(parts) or "made outside user code"

@@ -54,7 +54,7 @@ class Context:
     @property
     def where(self):
         """`file:line` of the user code that made this node (relative to the working directory when under it)."""
-        if self.location is None:
+        if self.made_at is None:
             return "an unknown place"
         path, line = self.location
         relative = os.path.relpath(path)

@@ -359,7 +359,7 @@ class _Drawing:
         attrs = _kind_style(kind)
         attrs["label"] = "<" + "<BR/>".join(lines) + ">"
         attrs["class"] = kind if kind != "output" else "op output" if tensor.grad_fn is not None else "output"
-        if tensor.grad_fn is not None and tensor.grad_fn.location:
+        if tensor.grad_fn is not None and tensor.grad_fn.made_at is not None:
             attrs["tooltip"] = f"{tensor.grad_fn.op_name} made at {tensor.grad_fn.where}"
         self.restyle(attrs, grad_pending, nonfinite, id(tensor) in self.highlighted, faded)
         return attrs
