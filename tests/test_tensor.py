@@ -214,6 +214,62 @@ def test_engine_checks_each_backward_returns_gradients_of_the_input_shapes():
         WrongShape.apply(x).backward()
 
 
+class Pair(Function):
+    """d(x + c) = g, and for c a gradient of the wrong shape: c never needs one, so the engine never looks at it."""
+
+    @staticmethod
+    def forward(ctx, x, c):
+        return x + c
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, np.ones(7)
+
+
+class OneTooMany(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, grad_output
+
+
+def test_engine_checks_the_gradients_that_flow_on_and_the_count_of_gradients():
+    x = Tensor(np.ones(2), requires_grad=True)
+    Pair.apply(x, Tensor(np.ones(2))).sum().backward()  # as PyTorch's engine: an input without a gradient is skipped
+    np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
+    with pytest.raises(RuntimeError, match=r"OneTooMany.backward returned 2 gradient\(s\) for 1 input\(s\)"):
+        OneTooMany.apply(x).sum().backward()
+
+
+class Probe(Function):
+    """d(x) = g; remembers the type and dtype of the gradient it was given."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        Probe.got = (type(grad_output), grad_output.dtype)
+        return grad_output
+
+
+def test_engine_casts_a_gradient_to_its_inputs_dtype_and_makes_numpy_scalars_arrays():
+    x32 = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    (Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum().backward()  # float32 * float64: Mul's gradients are float64
+    assert Probe.got == (np.ndarray, np.float32) and x32.grad.dtype == np.float32
+    steps = list(backward_steps((Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum()))
+    assert steps[1][0].op_name == "Mul" and steps[1][2][0].dtype == np.float32  # the debugger sees the cast one
+
+    scalar = Tensor(np.array(0.5), requires_grad=True)
+    Probe.apply(scalar).exp().backward()  # on 0-d arrays numpy's g * exp(x) is a numpy scalar, not an array
+    assert Probe.got == (np.ndarray, np.float64)
+    np.testing.assert_allclose(scalar.grad.data, np.exp(0.5))
+
+
 def test_reshape_transpose_and_T():
     x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
     assert x.reshape(3, 2).shape == (3, 2) and x.reshape((6,)).shape == (6,)
@@ -321,3 +377,4 @@ def test_relu_never_overwrites_a_gradient_another_tensor_a_hook_or_the_caller_ho
     x.grad = None
     (twice * Tensor(np.array([2.0, 2.0, 2.0]))).sum().backward()
     np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 2.0])
+

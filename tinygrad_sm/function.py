@@ -75,6 +75,7 @@ class Function:
 
     `backward(ctx, grad_output)` returns one gradient per input (a tuple when there are several),
     each of its input's shape, or None for an input that needs none (see `ctx.needs_input_grad`).
+    The engine checks each gradient it passes on: of the wrong shape it raises, of another dtype it is cast.
     It must not change grad_output, unless the class sets `overwrites_grad_output = True`: then its
     backward may write its result into grad_output (as Relu does), and whoever calls it hands over an
     array nobody else holds (the engine its own when it is spare, else a copy).

@@ -19,10 +19,11 @@ class _Settings:
     """Engine-wide switches: grad mode (`no_grad`), anomaly detection (`debug.detect_anomaly`), and
     `TINYGRAD_SM_DEBUG=1`, which prints one line per op as it runs, forward and backward."""
 
-    grad_enabled = True
-    detect_anomaly = False
-    debug = os.environ.get("TINYGRAD_SM_DEBUG", "0") not in ("", "0")
-    module_stack = []  # the nn.Modules whose forward is running, outermost first
+    def __init__(self):
+        self.grad_enabled = True
+        self.detect_anomaly = False
+        self.debug = os.environ.get("TINYGRAD_SM_DEBUG", "0") not in ("", "0")
+        self.module_stack = []  # the nn.Modules whose forward is running, outermost first
 
 
 settings = _Settings()
@@ -354,25 +355,9 @@ def _initial_grad(root, grad):
     return grad
 
 
-def _as_grad_tuple(node, grads):
-    """One gradient (or None) per input, each of its input's shape and dtype, or an error naming the op."""
-    if type(grads) is not tuple:
-        grads = (grads,)
-    if len(grads) != len(node.parents):
-        raise RuntimeError(
-            f"{node.op_name}.backward returned {len(grads)} gradient(s) for {len(node.parents)} input(s)"
-        )
-    for parent, grad in zip(node.parents, grads):
-        if grad is not None and (
-            type(grad) is not np.ndarray or grad.shape != parent.data.shape or grad.dtype != parent.data.dtype
-        ):
-            return tuple([_as_input_grad(node, index, grad) for index, grad in enumerate(grads)])
-    return grads
-
-
 def _as_input_grad(node, index, grad):
-    if grad is None:
-        return None
+    """What backward returned for input `index`, as an array of that input's shape and dtype (cast when only the
+    dtype differs, as after a float32 * float64 op), or an error naming the op."""
     expected = node.parents[index].data
     grad = np.asarray(grad)
     if grad.shape != expected.shape:
@@ -404,13 +389,17 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
     a gradient get it added to `.grad` at the end, so a node released by an earlier backward raises before
     any `.grad` changes. `backward()` drains this generator; the step-through debugger pauses on it.
 
+    Each gradient that flows on to an input requiring one is checked, as PyTorch's engine checks it: an array
+    of the input's shape (else an error naming the op) and dtype (cast if not). A gradient for an input that
+    needs none is dropped unseen.
+
     With `reuse_gradients` (what `backward()` asks, as nobody looks at the gradients on the way) nothing is
     yielded, and an op that overwrites its grad_output (Relu) is handed the engine's own array when nothing
     else holds it, instead of a copy: a ReLU layer's backward then needs no new array.
     """
     grads = {id(root): _initial_grad(root, grad)}
-    waiting, leaves = [], []
-    _wait_for_gradient(root, waiting, leaves)
+    waiting = [] if root.grad_fn is None else [(-root.grad_fn.sequence_number, root)]
+    leaves = [root] if root.grad_fn is None else []
     watched = settings.debug or settings.detect_anomaly
     reuse_gradients = reuse_gradients and not watched
     while waiting:
@@ -429,17 +418,35 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
         else:
             given = grad_output
         if watched:
-            grad_inputs = _backward_watched(node, given)
-        else:
-            grad_inputs = _as_grad_tuple(node, node.op.backward(node, given))
+            started = time.perf_counter()
+        grad_inputs = node.op.backward(node, given)
+        if type(grad_inputs) is not tuple:
+            grad_inputs = (grad_inputs,)
+        if len(grad_inputs) != len(node.parents):
+            raise RuntimeError(
+                f"{node.op_name}.backward returned {len(grad_inputs)} gradient(s) for {len(node.parents)} input(s)"
+            )
+        if watched:
+            _watch_backward(node, given, grad_inputs, started)
         if not retain_graph:
             node.release()
-        for parent, parent_grad in zip(node.parents, grad_inputs):
+        for index, parent in enumerate(node.parents):
+            parent_grad = grad_inputs[index]
             if parent_grad is not None and parent.requires_grad:
+                if (
+                    type(parent_grad) is not np.ndarray
+                    or parent_grad.shape != parent.data.shape
+                    or parent_grad.dtype != parent.data.dtype
+                ):
+                    parent_grad = _as_input_grad(node, index, parent_grad)
+                    grad_inputs = (*grad_inputs[:index], parent_grad, *grad_inputs[index + 1:])
                 previous = grads.get(id(parent))
                 if previous is None:
                     grads[id(parent)] = parent_grad
-                    _wait_for_gradient(parent, waiting, leaves)
+                    if parent.grad_fn is None:
+                        leaves.append(parent)
+                    else:
+                        heapq.heappush(waiting, (-parent.grad_fn.sequence_number, parent))
                 else:
                     grads[id(parent)] = previous + parent_grad
         if not reuse_gradients:
@@ -472,22 +479,13 @@ def _references_when_alone():
 _ALONE = _references_when_alone()
 
 
-def _wait_for_gradient(tensor, waiting, leaves):
-    if tensor.grad_fn is None:
-        leaves.append(tensor)
-    else:
-        heapq.heappush(waiting, (-tensor.grad_fn.sequence_number, tensor))
-
-
-def _backward_watched(node, grad_output):
-    """The node's backward under `TINYGRAD_SM_DEBUG` (one timed line) or `detect_anomaly` (checked for NaN/Inf)."""
-    started = time.perf_counter()
-    grad_inputs = _as_grad_tuple(node, node.op.backward(node, grad_output))
+def _watch_backward(node, grad_output, grad_inputs, started):
+    """After a node's backward under `TINYGRAD_SM_DEBUG` (one timed line) or `detect_anomaly` (checked for NaN/Inf)."""
     if settings.debug:
-        _debug_line("backward", node.op_name, [grad_output], [g for g in grad_inputs if g is not None], started)
+        shown = [np.asarray(g) for g in grad_inputs if g is not None]
+        _debug_line("backward", node.op_name, [grad_output], shown, started)
     if settings.detect_anomaly:
         _check_backward(node, grad_output, grad_inputs)
-    return grad_inputs
 
 
 def _debug_line(phase, op_name, inputs, outputs, started):
