@@ -378,3 +378,27 @@ def test_relu_never_overwrites_a_gradient_another_tensor_a_hook_or_the_caller_ho
     (twice * Tensor(np.array([2.0, 2.0, 2.0]))).sum().backward()
     np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 2.0])
 
+
+def test_a_leaf_keeps_the_gradient_array_nothing_else_holds_and_copies_any_other():
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    Emit.apply(x).sum().backward()
+    assert x.grad.data is Emit.sent()  # no copy, as PyTorch's AccumulateGrad steals a gradient nobody else holds
+
+    a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    (a + b).sum().backward()  # Add sends one array to both
+    a.grad.data *= 10
+    np.testing.assert_array_equal(b.grad.data, [1.0, 1.0])
+
+    kept = []
+    h = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    h.register_hook(kept.append)
+    Emit.apply(h).sum().backward()
+    h.grad.data *= 10
+    np.testing.assert_array_equal(kept[0].data, [1.0, 1.0])
+
+    seed = np.array([1.0, 1.0])
+    root = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    root.backward(seed)
+    root.grad.data *= 10
+    np.testing.assert_array_equal(seed, [1.0, 1.0])

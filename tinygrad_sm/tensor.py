@@ -394,8 +394,9 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
     needs none is dropped unseen.
 
     With `reuse_gradients` (what `backward()` asks, as nobody looks at the gradients on the way) nothing is
-    yielded, and an op that overwrites its grad_output (Relu) is handed the engine's own array when nothing
-    else holds it, instead of a copy: a ReLU layer's backward then needs no new array.
+    yielded, and an array nothing else holds is used where it is, not copied: an op that overwrites its
+    grad_output (Relu) gets the engine's own, and a leaf keeps its gradient as `.grad` (PyTorch's AccumulateGrad
+    steals it too); so a ReLU layer's backward needs no new array, nor a weight's gradient a copy.
     """
     grads = {id(root): _initial_grad(root, grad)}
     waiting = [] if root.grad_fn is None else [(-root.grad_fn.sequence_number, root)]
@@ -456,8 +457,12 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
         grad_output = grads.pop(id(tensor))
         if tensor._hooks:
             grad_output = _run_hooks(tensor, grad_output)
-        accumulated = np.array(grad_output, dtype=tensor.dtype)
-        tensor.grad = Tensor(accumulated if tensor.grad is None else tensor.grad.data + accumulated)
+        if tensor.grad is not None:
+            tensor.grad = Tensor(tensor.grad.data + grad_output)
+        elif reuse_gradients and _is_spare(grad_output):
+            tensor.grad = Tensor(grad_output)  # nothing else holds it: the leaf keeps it (PyTorch's AccumulateGrad too)
+        else:
+            tensor.grad = Tensor(grad_output.copy())
 
 
 def _is_spare(array):
