@@ -259,15 +259,19 @@ def _constant(op, value, inputs):
 def apply_op(op, inputs, attrs):
     """Run `op` forward on the inputs' arrays and, when a gradient will be needed, record its node.
 
-    Called by `Function.apply` and by Tensor's methods; the code that called either is two frames up
-    (looking it up there, not frame by frame, spares Python from building a frame object per call).
+    Called by `Function.apply`, Tensor's methods and functional's fused losses and linear; the code that called
+    any of them is two frames up (looking it up there, not frame by frame, spares Python from building a frame
+    object per call).
     """
     tensors = inputs
     for x in inputs:
         if not isinstance(x, Tensor):
             tensors = tuple([x if isinstance(x, Tensor) else _constant(op, x, inputs) for x in inputs])
             break
-    arrays = [t.data for t in tensors]
+    arrays, requires = [], []
+    for t in tensors:  # one loop, not two list comprehensions: Python 3.11 builds and calls a function for each
+        arrays.append(t.data)
+        requires.append(t.requires_grad)
     ctx = Context(op, attrs)
     if settings.debug or settings.detect_anomaly:
         data = _forward_watched(ctx, arrays)
@@ -278,10 +282,9 @@ def apply_op(op, inputs, attrs):
     out = Tensor.__new__(Tensor)
     out.data, out.grad, out.requires_grad, out.grad_fn, out.name, out._hooks = data, None, False, None, None, None
     if settings.grad_enabled and data.dtype.kind == "f":
-        needs_input_grad = tuple([t.requires_grad for t in tensors])
-        if True in needs_input_grad:
+        if True in requires:
             ctx.parents = tensors
-            ctx.needs_input_grad = needs_input_grad
+            ctx.needs_input_grad = tuple(requires)
             ctx.made_at = user_code_position(sys._getframe(2))
             if settings.module_stack:
                 ctx.scope = tuple(settings.module_stack)
