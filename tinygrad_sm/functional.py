@@ -120,11 +120,13 @@ def _check_labels(values, n, k):
         raise ValueError(
             f"softmax_cross_entropy: got {values.shape[0]} labels for {n} rows of logits; expected one label per row"
         )
-    if values.min() < 0 or values.max() >= k:
+    try:
+        np.ravel_multi_index((values,), (k,))  # raises for a label outside [0, k): one pass, not min and max
+    except ValueError:
         outside = (values < 0) | (values >= k)
         raise ValueError(
             f"softmax_cross_entropy: label {values[outside][0]} is outside [0, {k}) for logits with {k} classes"
-        )
+        ) from None
 
 
 def _check_probabilities(values, n, k):

@@ -351,7 +351,9 @@ def _initial_grad(root, grad):
                 f"backward() on a tensor of shape {root.shape} needs grad= of that shape; "
                 f"only a one-element tensor can start backward with the implicit gradient 1"
             )
-        return np.ones(root.shape, root.dtype)
+        seed = np.empty(root.data.shape, root.data.dtype)
+        seed.fill(1)
+        return seed
     grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise ValueError(f"backward(grad=...): grad has shape {grad.shape} but the tensor has shape {root.shape}")
