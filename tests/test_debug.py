@@ -298,6 +298,14 @@ def test_detect_anomaly_names_the_node_and_input_whose_gradient_went_bad():
     assert "Pow.backward" in message and "input 0" in message and f"{os.path.relpath(__file__)}:{line}" in message
 
 
+def test_detect_anomaly_sees_the_gradient_that_flows_on_after_its_cast():
+    """A float32 input times a float64 1e300: the float64 gradient 1e300 is finite, in float32 it is inf."""
+    x = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    with detect_anomaly(), pytest.raises(AnomalyError, match="Mul.backward sent a NaN or Inf gradient to input 0"):
+        (x * Tensor(np.array([1e300, 1e300]))).sum().backward()
+    assert x.grad is None
+
+
 def test_detect_anomaly_blames_the_origin_not_the_nodes_passing_nan_on():
     with detect_anomaly():
         x = Tensor(np.array([np.nan, 1.0]), requires_grad=True)  # NaN from the data, not from an op
@@ -369,6 +377,11 @@ def test_debug_variable_prints_one_line_per_op_forward_and_backward():
     assert forward == ["Exp", "Mul", "Sum"] and backward == ["Sum", "Mul", "Exp"]
     exp_line = next(line for line in lines if line.startswith("forward") and "Exp" in line)
     assert "(2, 3) float32 -> (2, 3) float32" in exp_line and exp_line.endswith("us")
+    mixed = script.replace("* 2.0", "* np.full(3, 2.0)")  # float32 * float64: Mul's backward line shows the cast
+    lines = subprocess.run([sys.executable, "-c", mixed], env=environment, capture_output=True, text=True,
+                           timeout=60).stderr.splitlines()
+    mul_line = next(line for line in lines if line.startswith("backward") and "Mul" in line)
+    assert "(2, 3) float64 -> (2, 3) float32" in mul_line
     quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                            env={k: v for k, v in os.environ.items() if k != "TINYGRAD_SM_DEBUG"})
     assert quiet.stderr == ""

@@ -50,7 +50,8 @@ def _gradient_tuple(grads):
 
 class BackwardStep:
     """One node, just run by backward: the gradient that came in (`grad_output`, summed from every path) and
-    what it sent to each parent (`grad_inputs`, each of its parent's shape, None where none is needed)."""
+    what it sent to each parent (`grad_inputs`; None where none is needed; the engine has checked, and cast to the
+    parent's dtype, each that flows on: to a parent that needs no gradient the op's value is shown unchecked)."""
 
     def __init__(self, index, node, output, grad_output, grad_inputs):
         self.index = index

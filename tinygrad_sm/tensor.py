@@ -303,7 +303,7 @@ def _forward_watched(ctx, arrays):
     started = time.perf_counter()
     data = np.asarray(ctx.op.forward(ctx, *arrays))
     if settings.debug:
-        _debug_line("forward ", ctx.op_name, arrays, [data], started)
+        _debug_line("forward ", ctx.op_name, arrays, [data], time.perf_counter() - started)
     if settings.detect_anomaly:
         ctx.made_at = user_code_position(sys._getframe(3))
         _check_forward(ctx, arrays, data)
@@ -426,16 +426,14 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
         if watched:
             started = time.perf_counter()
         grad_inputs = node.op.backward(node, given)
+        if watched:
+            seconds = time.perf_counter() - started
         if type(grad_inputs) is not tuple:
             grad_inputs = (grad_inputs,)
         if len(grad_inputs) != len(node.parents):
             raise RuntimeError(
                 f"{node.op_name}.backward returned {len(grad_inputs)} gradient(s) for {len(node.parents)} input(s)"
             )
-        if watched:
-            _watch_backward(node, given, grad_inputs, started)
-        if not retain_graph:
-            node.release()
         for index, parent in enumerate(node.parents):
             parent_grad = grad_inputs[index]
             if parent_grad is not None and parent.requires_grad:
@@ -455,6 +453,10 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
                         heapq.heappush(waiting, (-parent.grad_fn.sequence_number, parent))
                 else:
                     grads[id(parent)] = previous + parent_grad
+        if watched:
+            _watch_backward(node, given, grad_inputs, seconds)
+        if not retain_graph:
+            node.release()
         if not reuse_gradients:
             yield node, grad_output, grad_inputs
         del given, grad_inputs, parent_grad  # held over, they would keep the next node's gradient from being spare
@@ -489,17 +491,18 @@ def _references_when_alone():
 _ALONE = _references_when_alone()
 
 
-def _watch_backward(node, grad_output, grad_inputs, started):
-    """After a node's backward under `TINYGRAD_SM_DEBUG` (one timed line) or `detect_anomaly` (checked for NaN/Inf)."""
+def _watch_backward(node, grad_output, grad_inputs, seconds):
+    """A node's gradients, as checked, under `TINYGRAD_SM_DEBUG` (one line: its backward took `seconds`) or
+    `detect_anomaly` (checked for NaN/Inf)."""
     if settings.debug:
         shown = [np.asarray(g) for g in grad_inputs if g is not None]
-        _debug_line("backward", node.op_name, [grad_output], shown, started)
+        _debug_line("backward", node.op_name, [grad_output], shown, seconds)
     if settings.detect_anomaly:
         _check_backward(node, grad_output, grad_inputs)
 
 
-def _debug_line(phase, op_name, inputs, outputs, started):
-    micros = (time.perf_counter() - started) * 1e6
+def _debug_line(phase, op_name, inputs, outputs, seconds):
+    micros = seconds * 1e6
     print(f"{phase} {op_name:<28} {_describe(inputs)} -> {_describe(outputs)}  {micros:8.1f} us", file=sys.stderr)
 
 
