@@ -12,7 +12,10 @@ import numpy as np
 from tinygrad_sm import ops
 from tinygrad_sm.function import Context, Function
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# the package's source files: a frame whose code came from one of them is the package's (a set lookup of the
+# frame's file name, whose hash Python keeps, is cheaper than a prefix test, and it runs for every frame walked)
+PACKAGE_FILES = frozenset(os.path.join(_PACKAGE_DIR, name) for name in os.listdir(_PACKAGE_DIR))
 
 
 class _Settings:
@@ -50,7 +53,7 @@ class AnomalyError(FloatingPointError):
 def user_code_position(frame):
     """(code object, instruction offset) of the innermost frame from `frame` outwards that lies outside this
     package: where user code made the node (`Context.location` turns it into file and line)."""
-    while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
+    while frame is not None and frame.f_code.co_filename in PACKAGE_FILES:
         frame = frame.f_back
     return (frame.f_code, frame.f_lasti) if frame is not None else None
 
