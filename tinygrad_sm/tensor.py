@@ -439,23 +439,26 @@ def backward_steps(root, grad=None, retain_graph=False, reuse_gradients=False):
             )
         for index, parent in enumerate(node.parents):
             parent_grad = grad_inputs[index]
-            if parent_grad is not None and parent.requires_grad:
-                if (
-                    type(parent_grad) is not np.ndarray
-                    or parent_grad.shape != parent.data.shape
-                    or parent_grad.dtype != parent.data.dtype
-                ):
-                    parent_grad = _as_input_grad(node, index, parent_grad)
-                    grad_inputs = (*grad_inputs[:index], parent_grad, *grad_inputs[index + 1:])
-                previous = grads.get(id(parent))
-                if previous is None:
-                    grads[id(parent)] = parent_grad
-                    if parent.grad_fn is None:
-                        leaves.append(parent)
-                    else:
-                        heapq.heappush(waiting, (-parent.grad_fn.sequence_number, parent))
+            if parent_grad is None or not parent.requires_grad:
+                continue
+            expected = parent.data
+            if (
+                type(parent_grad) is not np.ndarray
+                or parent_grad.shape != expected.shape
+                or parent_grad.dtype != expected.dtype
+            ):
+                parent_grad = _as_input_grad(node, index, parent_grad)
+                grad_inputs = (*grad_inputs[:index], parent_grad, *grad_inputs[index + 1:])
+            key = id(parent)
+            previous = grads.get(key)
+            if previous is None:
+                grads[key] = parent_grad
+                if parent.grad_fn is None:
+                    leaves.append(parent)
                 else:
-                    grads[id(parent)] = previous + parent_grad
+                    heapq.heappush(waiting, (-parent.grad_fn.sequence_number, parent))
+            else:
+                grads[key] = previous + parent_grad
         if watched:
             _watch_backward(node, given, grad_inputs, seconds)
         if not retain_graph:
