@@ -194,9 +194,9 @@ def main():
         value_class = importlib.import_module("micrograd.engine").Value
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * CHAIN))  # micrograd's recursive topological sort
         chains.append(("micrograd (scalars)", lambda: chain_micrograd(value_class)))
-    for name, seconds, ratio in rows_against_numpy(chain_numpy, chains, 30):
+    for name, seconds, ratio in rows_against_numpy(chain_numpy, chains, 100):
         print(f"{name:24}{seconds / CHAIN * 1e6:12.2f}{ratio:10.2f}")
-    for label, batch, hidden, repeats, target in (("(2)", 64, 128, 200, 1.5), ("(3)", 1024, 512, 30, 1.1)):
+    for label, batch, hidden, repeats, target in (("(2)", 64, 128, 1000, 1.5), ("(3)", 1024, 512, 60, 1.1)):
         print(f"\n{label} training step, 64-{hidden}-10 ReLU MLP, mean softmax cross-entropy, float32, batch {batch} "
               f"(target <= {target}x numpy)")
         print_step_table(batch, hidden, repeats)
@@ -221,6 +221,6 @@ def print_step_table(batch, hidden, repeats):
 if __name__ == "__main__":
     with threadpool_limits(1):
         if sys.argv[1:] == ["--large-step-only"]:
-            print_step_table(1024, 512, 30)
+            print_step_table(1024, 512, 60)
         else:
             main()
