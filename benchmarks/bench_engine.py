@@ -1,8 +1,11 @@
 """The engine against hand-written numpy, measured in the same run.
 
-(1) per-op overhead: forward + backward of a chain of 1,000 elementwise ops on a 1-element tensor;
+(1) per-op overhead: forward + backward of a chain of 1,000 elementwise ops on a 1-element tensor, the constants
+    Tensors; (1b) the chain as users write it, `x = x * 1.0001 + 0.0001` with Python numbers, beside the same with
+    Tensor constants;
 (2) one training step (forward, backward, SGD update) of a 64-128-10 ReLU MLP with mean softmax
-    cross-entropy, float32, batch 64; (3) the same at batch 1024, hidden 512.
+    cross-entropy, float32, batch 64; (3) the same at batch 1024, hidden 512. Each both through `nn` (one fused
+    Linear node per layer) and written by hand as users write it, `(x @ W1 + b1).relu() @ W2 + b2`.
 torch (rows 1-3) and micrograd (row 1; it has no matrices) are added when they happen to be installed (they are
 not dependencies).
 """
@@ -11,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,6 +68,26 @@ def chain_engine():
     for _ in range(CHAIN):
         y = y * factor
     y.sum().backward()
+
+
+def affine_chain_engine(constant):
+    """`x = x * 1.0001 + 0.0001`, CHAIN times: 2 * CHAIN ops; `constant` makes each number an operand."""
+    x = Tensor(np.array([0.5]), requires_grad=True)
+    factor, shift = constant(1.0001), constant(0.0001)
+    y = x
+    for _ in range(CHAIN):
+        y = y * factor + shift
+    y.sum().backward()
+
+
+def affine_chain_numpy():
+    x = np.array([0.5])
+    values = [x]
+    for _ in range(CHAIN):
+        values.append(values[-1] * 1.0001 + 0.0001)
+    grad = np.ones(1)
+    for _ in range(CHAIN):
+        grad = grad * 1.0001
 
 
 def chain_numpy():
@@ -123,12 +147,29 @@ class NumpyMLP:
         return loss
 
 
+def hand_written_step(model, X, y):
+    """The same network as a user writes it without nn: weights (in, out), `(x @ W1 + b1).relu() @ W2 + b2`."""
+    params = [Tensor(p.data.T.copy() if p.ndim == 2 else p.data.copy(), requires_grad=True) for p in model.parameters()]
+    w1, b1, w2, b2 = params
+    optimizer = optim.SGD(params, lr=0.01)
+
+    def step():
+        optimizer.zero_grad()
+        x = Tensor(X)
+        loss = F.softmax_cross_entropy((x @ w1 + b1).relu() @ w2 + b2, y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def training_step_rows(batch, hidden, repeats):
     rng = np.random.default_rng(0)
     X = rng.random((batch, 64), dtype=np.float32)
     y = rng.integers(0, 10, batch)
     model = nn.MLP([64, hidden, 10], rng=rng)
     reference = NumpyMLP(model)
+    hand_written = hand_written_step(model, X, y)
     optimizer = optim.SGD(model.parameters(), lr=0.01)
 
     def engine_step():
@@ -137,7 +178,7 @@ def training_step_rows(batch, hidden, repeats):
         loss.backward()
         optimizer.step()
 
-    candidates = [("tinygrad_sm", engine_step)]
+    candidates = [("tinygrad_sm (nn)", engine_step), ("tinygrad_sm (by hand)", hand_written)]
     torch = _optional("torch")
     if torch is not None:
         torch.set_num_threads(1)  # one thread, like BLAS for every other row
@@ -151,7 +192,16 @@ def training_step_rows(batch, hidden, repeats):
             sgd.step()
 
         candidates.append(("torch (eager, CPU)", torch_step))
-    return rows_against_numpy(lambda: reference.step(X, y, 0.01), candidates, repeats)
+    return lambda: reference.step(X, y, 0.01), candidates
+
+
+def page_faults_per_call(fn, calls=20):
+    """Minor page faults per call of `fn` (memory the allocator handed back to the system and touches again)."""
+    fn()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
 def _optional(name):
@@ -196,7 +246,14 @@ def main():
         chains.append(("micrograd (scalars)", lambda: chain_micrograd(value_class)))
     for name, seconds, ratio in rows_against_numpy(chain_numpy, chains, 100):
         print(f"{name:24}{seconds / CHAIN * 1e6:12.2f}{ratio:10.2f}")
-    for label, batch, hidden, repeats, target in (("(2)", 64, 128, 1000, 1.5), ("(3)", 1024, 512, 60, 1.1)):
+    print("\n(1b) the chain as users write it, x = x * 1.0001 + 0.0001, 2,000 ops (target <= 5 us with Python numbers)")
+    print(f"{'':24}{'us per op':>12}{'x numpy':>10}")
+    affine = [("Python numbers", lambda: affine_chain_engine(float)),
+              ("Tensor constants", lambda: affine_chain_engine(lambda value: Tensor(np.array([value]))))]
+    for name, seconds, ratio in rows_against_numpy(affine_chain_numpy, affine, 100):
+        print(f"{name:24}{seconds / (2 * CHAIN) * 1e6:12.2f}{ratio:10.2f}")
+    steps = (("(2)", 64, 128, 1000, "1.5"), ("(3)", 1024, 512, 60, "1.1 (nn), 1.15 (by hand)"))
+    for label, batch, hidden, repeats, target in steps:
         print(f"\n{label} training step, 64-{hidden}-10 ReLU MLP, mean softmax cross-entropy, float32, batch {batch} "
               f"(target <= {target}x numpy)")
         print_step_table(batch, hidden, repeats)
@@ -213,9 +270,11 @@ def main():
 
 
 def print_step_table(batch, hidden, repeats):
-    print(f"{'':24}{'ms per step':>12}{'x numpy':>10}")
-    for name, seconds, ratio in training_step_rows(batch, hidden, repeats):
-        print(f"{name:24}{seconds * 1e3:12.3f}{ratio:10.2f}")
+    print(f"{'':24}{'ms per step':>12}{'x numpy':>10}{'page faults per step':>22}")
+    numpy_step, candidates = training_step_rows(batch, hidden, repeats)
+    faults = [page_faults_per_call(fn) for fn in [numpy_step] + [fn for _, fn in candidates]]
+    for (name, seconds, ratio), fault_count in zip(rows_against_numpy(numpy_step, candidates, repeats), faults):
+        print(f"{name:24}{seconds * 1e3:12.3f}{ratio:10.2f}{fault_count:22.1f}")
 
 
 if __name__ == "__main__":
