@@ -14,9 +14,8 @@ import numpy as np
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.graph import backward_recording_grads
-from tinygrad_sm.tensor import topo_order
 from tinygrad_sm.viz import draw_graph, to_dot
+from tinygrad_sm.walk import backward_recording_grads, topo_order
 
 BLOCKS, WIDTH = 4, 8
 

@@ -11,8 +11,6 @@ import pytest
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.graph import backward_recording_grads
-from tinygrad_sm.tensor import topo_order
 from tinygrad_sm.viz import (
     HIGHLIGHT_BORDER,
     NONFINITE_FILL,
@@ -23,6 +21,7 @@ from tinygrad_sm.viz import (
     to_dot,
     write_graph,
 )
+from tinygrad_sm.walk import backward_recording_grads, topo_order
 
 NODE_LINE = re.compile(r"^\s*(t\d+|m\d+) \[(.*)\]$")
 EDGE_LINE = re.compile(r"^\s*(t\d+|m\d+) -> (t\d+|m\d+)")
@@ -290,7 +289,7 @@ def test_missing_dot_says_how_to_install_and_still_writes_the_dot_text(tmp_path,
 
 def test_jupyter_shows_a_tensor_graph_inline_as_svg():
     loss, _ = small_mlp_loss()
-    graph = loss.graph(collapse="modules")
+    graph = draw_graph(loss, collapse="modules")
     assert isinstance(graph, graphviz.Digraph)
     svg = graph._repr_mimebundle_()["image/svg+xml"]
     assert "<svg" in svg and "layers.0: Linear" in svg

@@ -124,7 +124,7 @@ def debug_output(spec, batch_size=8, seed=0):
     (fn, inputs): floating-point inputs become leaves `x0, x1, ...` that require gradients.
     """
     if ":" not in spec:
-        from tinygrad_sm.graph import backward_order
+        from tinygrad_sm.walk import backward_order
 
         loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)
         for node in backward_order(loss):  # made by the package, not by user code: no file and line to show
@@ -295,7 +295,7 @@ def graph_output(spec, batch_size=32, seed=0):
     (fn, inputs): floating-point inputs become leaves `x0, x1, ...` that require gradients; a one-element
     output is run backward, a bigger one is drawn as it is.
     """
-    from tinygrad_sm.graph import backward_recording_grads
+    from tinygrad_sm.walk import backward_recording_grads
 
     if ":" not in spec:
         loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)

@@ -9,8 +9,8 @@ import shlex
 import numpy as np
 
 from tinygrad_sm.gradcheck import check_node, rerun_forward
-from tinygrad_sm.graph import ModuleIndex, backward_order, node_outputs
-from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings, topo_order
+from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings
+from tinygrad_sm.walk import ModuleIndex, backward_order, node_outputs, topo_order
 
 __all__ = ["AnomalyError", "BackwardStep", "BackwardStepper", "DebuggerShell", "detect_anomaly"]
 

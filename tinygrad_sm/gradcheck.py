@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinygrad_sm.function import Context
-from tinygrad_sm.graph import backward_order
-from tinygrad_sm.tensor import Tensor, backward_steps, no_grad, topo_order
+from tinygrad_sm.tensor import Tensor, backward_steps, no_grad
+from tinygrad_sm.walk import backward_order, topo_order
 
 
 def _float64_copy(x):

@@ -2,7 +2,6 @@
 
 import heapq
 import itertools
-import operator
 import os
 import sys
 import time
@@ -199,12 +198,6 @@ class Tensor:
         for _ in backward_steps(self, grad, retain_graph, reuse_gradients=True):
             pass
 
-    def graph(self, **options):
-        """This tensor's graph as a graphviz.Digraph (options as `viz.draw_graph`); shows inline in Jupyter."""
-        from tinygrad_sm.viz import draw_graph  # rendering sits above the engine: imported only when asked
-
-        return draw_graph(self, **options)
-
     def register_hook(self, hook):
         """`hook(grad)` runs when this tensor's gradient is complete; a returned Tensor replaces it."""
         if not self.requires_grad:
@@ -314,32 +307,6 @@ def _forward_watched(ctx, arrays):
 
 
 Function.engine = apply_op
-
-
-def topo_order(root, requiring_grad=True):
-    """The tensors `root` was computed from, each after its inputs: the leaves, then the made tensors in the order
-    they were made. Iterative, so any depth works.
-
-    With `requiring_grad` only those a gradient flows to (the nodes backward runs), else constants and inputs too.
-    """
-    leaves, made = [], []
-    seen, stack = {id(root)}, [root]
-    while stack:
-        tensor = stack.pop()
-        if tensor.grad_fn is None:
-            leaves.append(tensor)
-            continue
-        made.append(tensor)
-        for parent in tensor.grad_fn.parents:
-            if id(parent) not in seen and (parent.requires_grad or not requiring_grad):
-                seen.add(id(parent))
-                stack.append(parent)
-    leaves.reverse()
-    made.sort(key=_sequence_number)
-    return leaves + made
-
-
-_sequence_number = operator.attrgetter("grad_fn.sequence_number")
 
 
 def _initial_grad(root, grad):

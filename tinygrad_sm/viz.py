@@ -14,8 +14,8 @@ import numpy as np
 
 from tinygrad_sm.files import write_atomically
 from tinygrad_sm.function import Context
-from tinygrad_sm.graph import ModuleIndex, backward_recording_grads
-from tinygrad_sm.tensor import Tensor, topo_order
+from tinygrad_sm.tensor import Tensor
+from tinygrad_sm.walk import ModuleIndex, backward_recording_grads, topo_order
 
 FORMATS = ("svg", "png", "pdf", "dot")
 RANKDIRS = ("TB", "LR", "BT", "RL")

@@ -5,8 +5,7 @@ from conftest import numerical_gradients
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.graph import ModuleIndex, backward_order, backward_recording_grads
-from tinygrad_sm.tensor import topo_order
+from tinygrad_sm.walk import ModuleIndex, backward_order, backward_recording_grads, topo_order
 
 
 def test_tensors_in_order_puts_inputs_first_and_visits_a_diamond_once():

@@ -1,6 +1,35 @@
 """Walking a finished graph: its tensors in topological order and the node that made each, for viz and debug."""
 
-from tinygrad_sm.tensor import backward_steps, topo_order
+import operator
+
+from tinygrad_sm.tensor import backward_steps
+
+
+def topo_order(root, requiring_grad=True):
+    """The tensors `root` was computed from, each after its inputs: the leaves, then the made tensors in the order
+    they were made. Iterative, so any depth works.
+
+    With `requiring_grad` only those a gradient flows to (the nodes backward runs), else constants and inputs too.
+    """
+    leaves, made = [], []
+    seen, stack = {id(root)}, [root]
+    while stack:
+        tensor = stack.pop()
+        if tensor.grad_fn is None:
+            leaves.append(tensor)
+            continue
+        made.append(tensor)
+        for parent in tensor.grad_fn.parents:
+            if id(parent) not in seen and (parent.requires_grad or not requiring_grad):
+                seen.add(id(parent))
+                stack.append(parent)
+    leaves.reverse()
+    made.sort(key=_sequence_number)
+    return leaves + made
+
+
+_sequence_number = operator.attrgetter("grad_fn.sequence_number")
+
 
 
 def backward_order(output):
