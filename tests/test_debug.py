@@ -15,7 +15,7 @@ from tinygrad_sm import functional as F
 from tinygrad_sm.cases import OP_CASES
 from tinygrad_sm.debug import AnomalyError, BackwardStepper, detect_anomaly
 from tinygrad_sm.gradcheck import numerical_jacobian
-from tinygrad_sm.tensor import settings
+from tinygrad_sm.watch import watching
 
 
 def named_graph(rng):
@@ -275,7 +275,7 @@ def test_detect_anomaly_names_log_of_a_negative_number_and_its_line():
         shifted.log()
     message = str(caught.value)
     assert "Log" in message and f"{os.path.relpath(__file__)}:{line}" in message
-    assert settings.detect_anomaly is False
+    assert watching.detect_anomaly is False
 
 
 def test_detect_anomaly_names_zero_over_zero():

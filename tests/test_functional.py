@@ -10,7 +10,7 @@ import pytest
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
 from tinygrad_sm.gradcheck import hessian, jacobian, numerical_jacobian
-from tinygrad_sm.tensor import backward_steps
+from tinygrad_sm.tensor import backward_steps, seed_gradient
 
 DTYPES = [np.float32, np.float64]
 
@@ -155,7 +155,7 @@ def test_fused_loss_is_one_node_whose_parents_are_logits_and_target():
     assert loss.grad_fn.op_name == "SoftmaxCrossEntropy"
     assert loss.grad_fn.parents[0] is logits
     np.testing.assert_array_equal(loss.grad_fn.parents[1].data, labels)
-    steps = list(backward_steps(loss))
+    steps = list(backward_steps(loss, seed_gradient(loss)))
     assert [node.op_name for node, _, _ in steps] == ["SoftmaxCrossEntropy"]  # the whole graph: one node
 
     target = Tensor(soft)

@@ -1,13 +1,11 @@
 """The engine: graph bookkeeping, accumulation, release, dtype rules and the errors users meet."""
 
-import weakref
-
 import numpy as np
 import pytest
 from conftest import Cube
 
 from tinygrad_sm import Function, Tensor, no_grad
-from tinygrad_sm.tensor import backward_steps
+from tinygrad_sm.tensor import backward_steps, seed_gradient
 
 
 def test_value_used_twice_accumulates_every_path():
@@ -263,7 +261,8 @@ def test_engine_casts_a_gradient_to_its_inputs_dtype_and_makes_numpy_scalars_arr
     x32 = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
     (Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum().backward()  # float32 * float64: Mul's gradients are float64
     assert Probe.got == (np.ndarray, np.float32) and x32.grad.dtype == np.float32
-    steps = list(backward_steps((Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum()))
+    out = (Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum()
+    steps = list(backward_steps(out, seed_gradient(out)))
     assert steps[1][0].op_name == "Mul" and steps[1][2][0].dtype == np.float32  # the debugger sees the cast one
 
     scalar = Tensor(np.array(0.5), requires_grad=True)
@@ -299,64 +298,15 @@ def test_nodes_run_in_reverse_creation_order_and_hooks_see_the_whole_gradient():
     d.register_hook(lambda grad: seen.setdefault("d", grad.data.copy()))
     c.register_hook(lambda grad: seen.setdefault("c", grad.data.copy()))
     out = (c * d).sum()
-    assert [node for node, _, _ in backward_steps(out)] == [out.grad_fn, out.grad_fn.parents[0].grad_fn,
-                                                            c.grad_fn, d.grad_fn]
+    order = [node for node, _, _ in backward_steps(out, seed_gradient(out))]
+    assert order == [out.grad_fn, out.grad_fn.parents[0].grad_fn, c.grad_fn, d.grad_fn]
     np.testing.assert_allclose(seen["c"], d.data)
     np.testing.assert_allclose(seen["d"], c.data)
     np.testing.assert_allclose(a.grad.data, b.data * d.data + c.data)
     np.testing.assert_allclose(b.grad.data, a.data * d.data + c.data)
 
 
-# ---- Relu writes its gradient into the array it is given: only when nothing else holds that array ----
-
-class Emit(Function):
-    """d(x) = g, but backward sends on a new array of its own and remembers it weakly (holding no reference)."""
-
-    sent = None
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.copy()
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        grad = grad_output * 1.0
-        Emit.sent = weakref.ref(grad)
-        return grad
-
-
-class TwiceInPlace(Function):
-    """d(2x) = 2g, written into grad_output; remembers whether it got the very array Emit sent."""
-
-    overwrites_grad_output = True
-    got_emitted = None
-
-    @staticmethod
-    def forward(ctx, x):
-        return 2 * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        TwiceInPlace.got_emitted = Emit.sent is not None and grad_output is Emit.sent()
-        grad_output *= 2
-        return grad_output
-
-
-def test_backward_hands_an_op_that_overwrites_its_gradient_the_engines_own_array_when_nothing_else_holds_it():
-    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
-    Emit.apply(TwiceInPlace.apply(x)).sum().backward()
-    assert TwiceInPlace.got_emitted
-    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
-
-
-def test_the_debugger_sees_the_gradient_before_an_overwriting_op_ran():
-    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
-    steps = list(backward_steps(Emit.apply(TwiceInPlace.apply(x)).sum()))
-    twice = next(step for step in steps if step[0].op_name == "TwiceInPlace")
-    assert not TwiceInPlace.got_emitted  # a copy: the stepper keeps what each node got and sent
-    np.testing.assert_array_equal(twice[1], [1.0, 1.0])
-    np.testing.assert_array_equal(twice[2][0], [2.0, 2.0])
-
+# ---- gradients are never shared: no op, hook or caller sees another's array change ----
 
 def test_relu_never_overwrites_a_gradient_another_tensor_a_hook_or_the_caller_holds():
     x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
@@ -381,11 +331,7 @@ def test_relu_never_overwrites_a_gradient_another_tensor_a_hook_or_the_caller_ho
     np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 2.0])
 
 
-def test_a_leaf_keeps_the_gradient_array_nothing_else_holds_and_copies_any_other():
-    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
-    Emit.apply(x).sum().backward()
-    assert x.grad.data is Emit.sent()  # no copy, as PyTorch's AccumulateGrad steals a gradient nobody else holds
-
+def test_a_leafs_grad_is_an_array_of_its_own():
     a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     b = Tensor(np.array([3.0, 4.0]), requires_grad=True)
     ((a + b) * 1.0).sum().backward()  # Add sends one array of its own to both
@@ -395,7 +341,7 @@ def test_a_leaf_keeps_the_gradient_array_nothing_else_holds_and_copies_any_other
     kept = []
     h = Tensor(np.array([1.0, -2.0]), requires_grad=True)
     h.register_hook(kept.append)
-    Emit.apply(h).sum().backward()
+    (h * 1.0).sum().backward()
     h.grad.data *= 10
     np.testing.assert_array_equal(kept[0].data, [1.0, 1.0])
 
@@ -404,3 +350,32 @@ def test_a_leaf_keeps_the_gradient_array_nothing_else_holds_and_copies_any_other
     root.backward(seed)
     root.grad.data *= 10
     np.testing.assert_array_equal(seed, [1.0, 1.0])
+
+
+# ---- what a Tensor may hold, and the one checked call of an op's backward ----
+
+def test_the_constructor_refuses_none_and_non_numeric_arrays_and_warns_when_it_cuts_a_graph():
+    with pytest.raises(TypeError, match="got NoneType"):
+        Tensor(None)
+    with pytest.raises(TypeError, match="dtype object is not numeric"):
+        Tensor(np.array([object()]))
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.warns(UserWarning, match=r"Tensor\(t\) of a tensor that requires grad"):
+        copy = Tensor(x)
+    assert copy.data is x.data and not copy.requires_grad
+    assert Tensor(np.float32(2.0)).shape == () and Tensor(True).dtype == np.float32
+
+
+def test_call_backward_is_the_check_that_gradcheck_and_the_debugger_share():
+    from tinygrad_sm.gradcheck import rerun_forward
+    from tinygrad_sm.tensor import call_backward
+
+    x = Tensor(np.ones((2, 2)), requires_grad=True)
+    y = WrongShape.apply(x)
+    ctx, _ = rerun_forward(y.grad_fn, [np.ones((2, 2))])
+    with pytest.raises(RuntimeError, match=r"WrongShape.backward returned a gradient of shape \(3,\)"):
+        call_backward(ctx, np.ones((2, 2)))
+    z = x * Tensor(np.array([2.0, 3.0]))
+    grad_x, grad_c = call_backward(z.grad_fn, np.ones((2, 2)))
+    np.testing.assert_array_equal(grad_x, [[2.0, 3.0], [2.0, 3.0]])
+    assert grad_c is None  # the constant needs none: not even computed (Mul checks needs_input_grad)

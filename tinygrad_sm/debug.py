@@ -3,32 +3,18 @@ is its pdb-like prompt (`tinygrad-sm debug`); `detect_anomaly()` names the node 
 """
 
 import cmd
-import contextlib
 import shlex
 
 import numpy as np
 
 from tinygrad_sm.gradcheck import check_node, rerun_forward
-from tinygrad_sm.tensor import AnomalyError, _initial_grad, backward_steps, settings
+from tinygrad_sm.tensor import backward_steps, call_backward, seed_gradient
 from tinygrad_sm.walk import ModuleIndex, backward_order, node_outputs, topo_order
+from tinygrad_sm.watch import AnomalyError, detect_anomaly
 
 __all__ = ["AnomalyError", "BackwardStep", "BackwardStepper", "DebuggerShell", "detect_anomaly"]
 
 JACOBIAN_LIMIT = 4096  # local_jacobian: the most entries the node's output, and each input it differentiates, may have
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """Inside the block, the first op whose value or gradient turns non-finite from finite inputs raises
-    `AnomalyError` naming the op, the file and line that made it, and (in backward) the input whose gradient
-    went bad. numpy's own divide/invalid/overflow warnings are silenced there: the error says more."""
-    previous = settings.detect_anomaly
-    settings.detect_anomaly = True
-    try:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            yield
-    finally:
-        settings.detect_anomaly = previous
 
 
 def format_array(array, indent="    "):
@@ -44,14 +30,10 @@ def describe_array(label, array):
     return f"  {label}: shape {array.shape} {array.dtype}\n{format_array(array)}"
 
 
-def _gradient_tuple(grads):
-    return grads if isinstance(grads, tuple) else (grads,)
-
-
 class BackwardStep:
     """One node, just run by backward: the gradient that came in (`grad_output`, summed from every path) and
-    what it sent to each parent (`grad_inputs`; None where none is needed; the engine has checked, and cast to the
-    parent's dtype, each that flows on: to a parent that needs no gradient the op's value is shown unchecked)."""
+    what it sent to each parent (`grad_inputs`, as `call_backward` checked them: of the parent's shape and dtype,
+    None for a parent that needs no gradient)."""
 
     def __init__(self, index, node, output, grad_output, grad_inputs):
         self.index = index
@@ -86,7 +68,7 @@ class BackwardStep:
         for k in range(output.size):
             seed = np.zeros_like(output)
             seed.flat[k] = 1
-            grads = _gradient_tuple(self.node.op.backward(ctx, seed))
+            grads = call_backward(ctx, seed)
             for i in wanted:
                 row = np.zeros(arrays[i].size, output.dtype) if grads[i] is None else np.reshape(grads[i], -1)
                 rows[i].append(row)
@@ -121,7 +103,7 @@ class BackwardStepper:
         self.finished = False
         self._index = {id(node): i for i, node in enumerate(self.nodes)}
         self._done = set()
-        self._loop = backward_steps(output, _initial_grad(output, grad))
+        self._loop = backward_steps(output, seed_gradient(output, grad))
 
     @property
     def current(self):

@@ -5,6 +5,10 @@ arrays, never Tensors. The engine in tensor.py runs them and records the node.
 """
 
 import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_FILES = frozenset(os.path.join(_PACKAGE_DIR, name) for name in os.listdir(_PACKAGE_DIR))
 
 
 class Context:
@@ -16,7 +20,7 @@ class Context:
     offset of the user code that made it; `location` turns it into file and line when asked), `scope` (the
     nn.Modules whose forward was running) and `sequence_number` (nodes are numbered as they are made; backward
     runs them in the reverse order). Like PyTorch's grad_fn, a node does not point to the tensor it made:
-    `graph.node_outputs` finds them by walking from the output.
+    `walk.node_outputs` finds them by walking from the output.
     """
 
     def __init__(self, op, attrs):
@@ -64,6 +68,15 @@ class Context:
         return f"<{self.op_name} node at {self.where}>"
 
 
+def user_code_position():
+    """(code object, instruction offset) of the innermost caller outside this package of the package function that
+    asks: where user code made a node (`Context.location` turns it into file and line only when asked)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename in PACKAGE_FILES:
+        frame = frame.f_back
+    return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+
 def line_at(code, offset):
     """The source line of the instruction at byte `offset` in `code` (what `frame.f_lineno` computes, done only
     when someone asks, not for every node)."""
@@ -73,16 +86,10 @@ def line_at(code, offset):
 class Function:
     """Base of every op. Subclass it, write `forward` and `backward` as static methods on numpy arrays.
 
-    `backward(ctx, grad_output)` returns one gradient per input (a tuple when there are several),
-    each of its input's shape, or None for an input that needs none (see `ctx.needs_input_grad`).
-    The engine checks each gradient it passes on: of the wrong shape it raises, of another dtype it is cast.
-    It must not change grad_output, unless the class sets `overwrites_grad_output = True`: then its
-    backward may write its result into grad_output (as Relu does), and whoever calls it hands over an
-    array nobody else holds (the engine its own when it is spare, else a copy).
+    `backward(ctx, grad_output)` returns one gradient per input (a tuple when there are several), each of its
+    input's shape, or None for an input that needs none (see `ctx.needs_input_grad`); it must not change
+    grad_output. The engine checks each gradient: of the wrong shape it raises, of another dtype it is cast.
     """
-
-    engine = None  # set by tinygrad_sm.tensor: engine(op, inputs, attrs) -> Tensor
-    overwrites_grad_output = False
 
     @staticmethod
     def forward(ctx, *arrays):
@@ -94,5 +101,9 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **attrs):
-        """Run this op on Tensors (numbers and arrays become constants) and record its node."""
-        return Function.engine(cls, inputs, attrs)
+        """Run this op on the inputs (numbers and arrays become constants) and record its node. The Tensor among
+        the inputs does it (`Tensor.apply_op`): the engine comes with the Tensors, so this file imports none."""
+        for x in inputs:
+            if hasattr(x, "apply_op"):
+                return x.apply_op(cls, inputs, attrs)
+        raise TypeError(f"{cls.__name__}.apply needs at least one Tensor among its inputs")

@@ -3,14 +3,14 @@
 import numpy as np
 
 from tinygrad_sm import ops
-from tinygrad_sm.tensor import Tensor, apply_op
+from tinygrad_sm.tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
 def linear(x, weight, bias=None):
     """x Wᵀ + b (W of shape (out_features, in_features)) as one node, as PyTorch's F.linear; backward g W, gᵀ x, Σ g."""
-    return apply_op(ops.Linear, (x, weight) if bias is None else (x, weight, bias), {})
+    return ops.Linear.apply(x, weight) if bias is None else ops.Linear.apply(x, weight, bias)
 
 
 def softmax(z, axis=-1):
@@ -52,7 +52,7 @@ def softmax_cross_entropy(logits, target, reduction="mean"):
             f"softmax_cross_entropy: target must be int labels of shape ({n},) or probabilities of shape "
             f"({n}, {k}), got shape {values.shape}"
         )
-    return apply_op(ops.SoftmaxCrossEntropy, (logits, target), {"reduction": reduction})
+    return ops.SoftmaxCrossEntropy.apply(logits, target, reduction=reduction)
 
 
 def binary_cross_entropy_with_logits(z, y, reduction="mean"):
@@ -71,7 +71,7 @@ def binary_cross_entropy_with_logits(z, y, reduction="mean"):
             f"binary_cross_entropy_with_logits: targets must be probabilities in [0, 1] (no NaN), "
             f"got {y.data[outside].flat[0]}"
         )
-    return apply_op(ops.BinaryCrossEntropyWithLogits, (z, y), {"reduction": reduction})
+    return ops.BinaryCrossEntropyWithLogits.apply(z, y, reduction=reduction)
 
 
 def softmax_jacobian(a):

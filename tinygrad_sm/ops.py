@@ -74,7 +74,9 @@ class Add(Function):
     @staticmethod
     def backward(ctx, grad_output):
         a_shape, b_shape = ctx.saved_tensors
-        return unbroadcast(grad_output, a_shape), unbroadcast(grad_output, b_shape)
+        grad_a = unbroadcast(grad_output, a_shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad_output, b_shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
 
 
 class Sub(Function):
@@ -88,8 +90,9 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, grad_output):
         a_shape, b_shape = ctx.saved_tensors
+        grad_a = unbroadcast(grad_output, a_shape) if ctx.needs_input_grad[0] else None
         grad_b = unbroadcast(-grad_output, b_shape) if ctx.needs_input_grad[1] else None
-        return unbroadcast(grad_output, a_shape), grad_b
+        return grad_a, grad_b
 
 
 class Mul(Function):
@@ -287,19 +290,17 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """d/dx max(x, 0) = 1 where x > 0, else 0   (the mask is multiplied into grad_output in place: no new array)"""
-
-    overwrites_grad_output = True
+    """d/dx max(x, 0) = g where x > 0, else 0"""
 
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x > 0)
         return np.maximum(x, 0)
 
     @staticmethod
     def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return np.multiply(grad_output, x > 0, out=grad_output)
+        (positive,) = ctx.saved_tensors
+        return grad_output * positive
 
 
 # ---- reductions ----

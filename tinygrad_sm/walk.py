@@ -2,7 +2,7 @@
 
 import operator
 
-from tinygrad_sm.tensor import backward_steps
+from tinygrad_sm.tensor import backward_steps, seed_gradient
 
 
 def topo_order(root, requiring_grad=True):
@@ -48,7 +48,8 @@ def backward_recording_grads(output, grad=None, retain_graph=False):
     The engine keeps gradients only on leaves (`.grad`, filled as usual); this keeps the intermediate ones too.
     """
     outputs = node_outputs(output)
-    return {id(outputs[id(node)]): grad_output for node, grad_output, _ in backward_steps(output, grad, retain_graph)}
+    steps = backward_steps(output, seed_gradient(output, grad), retain_graph)
+    return {id(outputs[id(node)]): grad_output for node, grad_output, _ in steps}
 
 
 class ModuleIndex:
