@@ -50,6 +50,8 @@ class Tensor:
             data = _as_array(data, dtype)
         if dtype is not None:
             data = data.astype(dtype, copy=False)
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor(data): dtype {data.dtype} is not numeric; expected bool, integer or float values")
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(
                 f"requires_grad=True needs a floating-point tensor, got dtype {data.dtype}; "
@@ -227,8 +229,6 @@ def _as_array(data, dtype):
         )
     else:
         array = np.asarray(data, dtype=dtype or np.float32)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"Tensor(data): dtype {array.dtype} is not numeric; expected bool, integer or float values")
     return array
 
 
