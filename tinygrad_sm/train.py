@@ -1,6 +1,5 @@
 """Training the built-in models on the digits: the default recipes, the loop, accuracy."""
 
-import os
 import sys
 from dataclasses import dataclass, replace
 
@@ -9,6 +8,7 @@ from tqdm import tqdm
 
 from tinygrad_sm import data, nn, optim
 from tinygrad_sm import functional as F
+from tinygrad_sm.files import check_writable
 from tinygrad_sm.tensor import Tensor, no_grad
 
 LOGISTIC_DIGITS = (4, 9)
@@ -30,7 +30,7 @@ class Recipe:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         optim.check_at_least_zero("the learning rate", self.lr)
-        optim.check_at_least_zero("the momentum", self.momentum)
+        optim.check_momentum("the momentum", self.momentum)
         optim.check_at_least_zero("the weight decay", self.weight_decay)
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
@@ -172,7 +172,7 @@ def train(name, recipe=None, hidden=128, seed=0, load=None, save=None, progress=
     """
     recipe = (recipe or RECIPES[_check_model_name(name)]).check()
     if save is not None:
-        _check_save_path(save)
+        check_writable(save)
     rng = np.random.default_rng(seed)
     model = build_model(name, hidden=hidden, rng=rng)
     if load is not None:
@@ -191,10 +191,3 @@ def _check_model_name(name):
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     return name
 
-
-def _check_save_path(path):
-    directory = os.path.dirname(os.fspath(path)) or "."
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
