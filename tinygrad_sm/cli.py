@@ -563,27 +563,42 @@ PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
 
 def _warning_printer(command):
-    """warnings.showwarning for the CLI: one line on stderr, naming the op whose forward or backward raised it
-    and the user's line that led there, never a path inside the package or numpy."""
+    """warnings.showwarning for the CLI: one line on stderr; numpy's floating-point warnings name the op whose forward
+    or backward raised them and the user's line that led there, never a path inside the package or numpy."""
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"tinygrad-sm {command}: warning: {message}{_warning_origin()}", file=sys.stderr)
+        origin = _warning_origin() if issubclass(category, RuntimeWarning) else ""
+        print(f"tinygrad-sm {command}: warning: {message}{origin}", file=sys.stderr)
 
     return show
 
 
 def _warning_origin():
-    """", in Log's forward (from target.py:5)" for the frames now running; "" when no op is among them."""
-    op = user_line = None
+    """", in Log's forward (from target.py:5)" for the frames now running: the innermost op, else the innermost
+    package module ("inside tinygrad_sm.gradcheck"), and the user's line that called into the package, if any."""
+    place = user_line = None
     frame = sys._getframe(2)
     while frame is not None:
         code = frame.f_code
-        inside = os.path.abspath(code.co_filename).startswith(PACKAGE_DIRECTORY + os.sep)
-        if inside and op is None and code.co_name in ("forward", "backward") and "ctx" in frame.f_locals:
-            op = f"{getattr(frame.f_locals['ctx'].op, '__name__', 'an op')}'s {code.co_name}"
-        elif not inside and op is not None and user_line is None and "numpy" not in code.co_filename:
-            user_line = f"{os.path.relpath(code.co_filename)}:{frame.f_lineno}"
+        if os.path.abspath(code.co_filename).startswith(PACKAGE_DIRECTORY + os.sep):
+            if code.co_name in ("forward", "backward") and "ctx" in frame.f_locals:
+                place = place or f"in {getattr(frame.f_locals['ctx'].op, '__name__', 'an op')}'s {code.co_name}"
+            place = place or f"inside {frame.f_globals.get('__name__')}"
+        elif place and f"{os.sep}numpy{os.sep}" not in code.co_filename:
+            if _is_user_code(frame):  # else Python's machinery (the debugger's prompt, runpy) called the package
+                user_line = f"{os.path.relpath(code.co_filename)}:{frame.f_lineno}"
+            break
         frame = frame.f_back
-    if op is None:
+    if place is None:
         return ""
-    return f", in {op}" + (f" (from {user_line})" if user_line else "")
+    return f", {place}" + (f" (from {user_line})" if user_line else "")
+
+
+STANDARD_LIBRARY = os.path.dirname(os.__file__)
+
+
+def _is_user_code(frame):
+    """A frame of the user's own files: not the standard library, not frozen (<frozen runpy>), not the entry script."""
+    filename = frame.f_code.co_filename
+    return not (filename.startswith("<") or os.path.abspath(filename).startswith(STANDARD_LIBRARY + os.sep)
+                or frame.f_globals.get("__name__") == "__main__")
