@@ -272,3 +272,13 @@ def test_a_tensor_without_requires_grad_stays_a_constant_in_every_command(target
     if name == "graph":
         dot = (tmp_path / "g.dot").read_text()
         assert "x0" in dot and "x1" in dot
+
+
+def test_demo_without_dot_says_so_before_training(tmp_path):
+    """graphviz's `dot` is the one thing a plain install cannot bring: its absence is said first, with the way out."""
+    env = {**os.environ, "PATH": str(tmp_path)}  # no `dot` on it
+    run = subprocess.run([sys.executable, "-m", "tinygrad_sm", "demo", "--graph", "demo.svg"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=120)
+    assert_one_line_error(run, "graphviz's `dot` program, which was not found", "apt-get install graphviz",
+                          "or give --graph FILE.dot")
+    assert run.stdout == "" and os.listdir(tmp_path) == []
