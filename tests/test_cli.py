@@ -95,12 +95,12 @@ def test_localize_on_the_suite_json_carries_each_checks_nodes(capsys):
 @pytest.mark.parametrize(
     "arguments, fragment",
     [
-        (("--eps", "0"), "argument --eps: expected a finite number > 0, got 0"),
-        (("--eps", "-0.5"), "argument --eps: expected a finite number > 0, got -0.5"),
-        (("--eps", "nan"), "argument --eps: expected a finite number > 0, got nan"),
-        (("--atol", "-1"), "argument --atol: expected a finite number >= 0, got -1"),
-        (("--rtol", "inf"), "argument --rtol: expected a finite number >= 0, got inf"),
-        (("--eps", "x"), "argument --eps: expected a finite number > 0, got x"),
+        (("--eps", "0"), "argument --eps: eps must be > 0 and finite (the finite-difference step), got 0"),
+        (("--eps", "-0.5"), "argument --eps: eps must be > 0 and finite (the finite-difference step), got -0.5"),
+        (("--eps", "nan"), "argument --eps: eps must be > 0 and finite (the finite-difference step), got nan"),
+        (("--atol", "-1"), "argument --atol: atol must be >= 0 and finite, got -1"),
+        (("--rtol", "inf"), "argument --rtol: rtol must be >= 0 and finite, got inf"),
+        (("--eps", "x"), "argument --eps: eps must be > 0 and finite (the finite-difference step), got x"),
     ],
 )
 def test_a_bad_gradcheck_option_names_the_option(arguments, fragment):

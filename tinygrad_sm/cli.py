@@ -407,8 +407,8 @@ def whole_number_at_least(smallest):
 non_negative_int, positive_int = whole_number_at_least(0), whole_number_at_least(1)
 
 
-def finite_number(positive):
-    """argparse type: a finite number > 0 (`positive`) or >= 0, or a one-line message saying so."""
+def finite_number(name, positive, meaning=""):
+    """argparse type: a finite number > 0 (`positive`) or >= 0, or a one-line message naming `name` saying so."""
 
     def parse(text):
         try:
@@ -416,7 +416,8 @@ def finite_number(positive):
         except ValueError:
             value = math.nan
         if not (0 < value < math.inf if positive else 0 <= value < math.inf):
-            raise argparse.ArgumentTypeError(f"expected a finite number {'>' if positive else '>='} 0, got {text}")
+            raise argparse.ArgumentTypeError(f"{name} must be {'>' if positive else '>='} 0 and finite{meaning}, "
+                                             f"got {text}")
         return value
 
     return parse
@@ -459,11 +460,11 @@ def build_parser():
     check.add_argument("target", nargs="?",
                        help="file.py:name or package.module:name, a function taking no arguments that returns "
                             "(fn, inputs); without it the built-in suite runs")
-    check.add_argument("--eps", type=finite_number(positive=True), default=1e-6,
+    check.add_argument("--eps", type=finite_number("eps", True, " (the finite-difference step)"), default=1e-6,
                        help="finite-difference step (> 0, default 1e-6)")
-    check.add_argument("--atol", type=finite_number(positive=False), default=1e-5,
+    check.add_argument("--atol", type=finite_number("atol", False), default=1e-5,
                        help="absolute tolerance (default 1e-5)")
-    check.add_argument("--rtol", type=finite_number(positive=False), default=1e-3,
+    check.add_argument("--rtol", type=finite_number("rtol", False), default=1e-3,
                        help="relative tolerance (default 1e-3)")
     check.add_argument("--fast", action="store_true", help="check random projections uᵀJv instead of the Jacobian")
     check.add_argument("--localize", action="store_true",
