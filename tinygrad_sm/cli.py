@@ -437,17 +437,16 @@ def build_parser():
     debug_flag.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                             help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
-    _add_parser = commands.add_parser
-    commands.add_parser = lambda name, **options: _add_parser(name, parents=[debug_flag], **options)
     parser.subcommands = commands.choices
 
-    demo = commands.add_parser("demo", help="the main job: train, check and draw a network")
+    demo = commands.add_parser("demo", parents=[debug_flag], help="the main job: train, check and draw a network")
     demo.add_argument("--seed", type=non_negative_int, default=0)
     demo.add_argument("--graph", help=f"where to draw the trained network's graph, in an existing directory "
                                       f"(default {DEMO_GRAPH}, its directory made if missing)")
     demo.set_defaults(run=cmd_demo)
 
-    debug = commands.add_parser("debug", help="step through backward node by node at a pdb-like prompt")
+    debug = commands.add_parser("debug", parents=[debug_flag],
+                                help="step through backward node by node at a pdb-like prompt")
     debug.add_argument("target", nargs="?", default="softmax",
                        help="a built-in model (softmax, logistic, mlp; default softmax) or file.py:name, "
                             "a factory returning (fn, inputs)")
@@ -456,7 +455,8 @@ def build_parser():
     debug.add_argument("--seed", type=non_negative_int, default=0)
     debug.set_defaults(run=cmd_debug)
 
-    check = commands.add_parser("gradcheck", help="check gradients against finite differences (suite or TARGET)")
+    check = commands.add_parser("gradcheck", parents=[debug_flag],
+                                help="check gradients against finite differences (suite or TARGET)")
     check.add_argument("target", nargs="?",
                        help="file.py:name or package.module:name, a function taking no arguments that returns "
                             "(fn, inputs); without it the built-in suite runs")
@@ -474,7 +474,7 @@ def build_parser():
                        help="seed of the random inputs, projections and upstream grads")
     check.set_defaults(run=cmd_gradcheck)
 
-    graph = commands.add_parser("graph", help="draw the computation graph (svg, png, pdf or dot)")
+    graph = commands.add_parser("graph", parents=[debug_flag], help="draw the computation graph (svg, png, pdf or dot)")
     graph.add_argument("target", nargs="?", default="mlp",
                        help="a built-in model (softmax, logistic, mlp; default mlp), run forward and backward on "
                             "a batch of digits, or file.py:name, a factory returning (fn, inputs)")
@@ -494,7 +494,7 @@ def build_parser():
         f"weight decay {r.weight_decay:g}" for name, r in RECIPES.items()
     )
     trainer = commands.add_parser(
-        "train", help="train a built-in model on the digits and report train and test accuracy",
+        "train", parents=[debug_flag], help="train a built-in model on the digits and report train and test accuracy",
         description="Train a built-in model on the 8x8 digits (shipped in the package; a fixed stratified 80/20\n"
                     "split) showing each epoch's loss and accuracy (a bar on a terminal, else one line per epoch),\n"
                     "then print the train and test accuracy.\n"
