@@ -96,3 +96,28 @@ def test_batches_bad_arguments():
         list(data.batches(X, y, 0))
     with pytest.raises(ValueError, match="X has 5 rows but y has 4"):
         list(data.batches(X, y[:4], 2))
+
+
+def test_the_shipped_digits_are_two_plain_arrays():
+    """digits.npz loads without unpickling and holds scikit-learn's images (checked above) as uint8 0..16."""
+    from importlib import resources
+
+    with resources.files("tinygrad_sm").joinpath("digits.npz").open("rb") as file, np.load(file) as saved:
+        assert sorted(saved.files) == ["images", "labels"]
+        images, labels = saved["images"], saved["labels"]
+    assert images.shape == (1797, 8, 8) and images.dtype == labels.dtype == np.uint8
+    np.testing.assert_array_equal(images.reshape(1797, 64), DIGITS.data)
+    np.testing.assert_array_equal(labels, DIGITS.target)
+
+
+def test_split_parts_are_disjoint_cover_every_row_and_are_mixed():
+    X_train, X_test, y_train, y_test = data.load_digits(seed=3)
+    assert not {row.tobytes() for row in X_train} & {row.tobytes() for row in X_test}  # the 1797 images all differ
+    assert len(X_train) + len(X_test) == 1797
+    assert len(np.unique(y_train[:32])) >= 8  # in random order, not class by class: X[:32] is a mixed batch
+
+
+@pytest.mark.parametrize("test_size", [0, 1, 1.5, -0.2])
+def test_split_rejects_a_test_size_outside_0_1(test_size):
+    with pytest.raises(ValueError, match=f"test_size must lie strictly between 0 and 1, got {test_size}"):
+        data.load_digits(test_size=test_size)

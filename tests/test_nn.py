@@ -148,7 +148,8 @@ def test_state_dict_holds_copies_in_parameter_order():
 def test_load_state_dict_round_trip_casts_to_the_parameter_dtype():
     source, target = two_layer(0), two_layer(1)
     state = {name: array.astype(np.float64) for name, array in source.state_dict().items()}
-    assert target.load_state_dict(state) is target
+    with pytest.warns(UserWarning, match=r"cast 'layers.0.weight' from float64 to float32, 'layers.0.bias' from"):
+        assert target.load_state_dict(state) is target
     for (_, a), (_, b) in zip(source.named_parameters(), target.named_parameters()):
         assert b.dtype == np.float32
         np.testing.assert_array_equal(a.data, b.data)
@@ -169,6 +170,10 @@ def assert_unchanged(model, before):
         (lambda s: s.update({"layers.0.weight": np.zeros((5, 3))}),
          r"shape mismatch for 'layers.0.weight': the model has \(5, 4\), got \(5, 3\)"),
         (lambda s: s.update({"layers.0.bias": np.array(["a"] * 5)}), r"'layers.0.bias' holds dtype <U1"),
+        (lambda s: s["layers.2.weight"].__setitem__((0, 1), np.nan),
+         r"'layers.2.weight' holds 1 NaN or infinite value$"),
+        (lambda s: s["layers.0.bias"].__setitem__(slice(0, 2), np.inf),
+         r"'layers.0.bias' holds 2 NaN or infinite values"),
     ],
 )
 def test_load_state_dict_names_the_problem_and_changes_nothing(change, message):
@@ -248,6 +253,58 @@ def test_load_of_a_mismatched_file_names_the_file_and_the_key(tmp_path):
 def test_load_of_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         two_layer().load(tmp_path / "absent.npz")
+
+
+def test_load_of_a_directory_says_it_is_one(tmp_path):
+    with pytest.raises(IsADirectoryError, match="it is a directory; expected an .npz file"):
+        two_layer().load(tmp_path)
+
+
+def test_load_of_integer_weights_says_what_was_cast(tmp_path):
+    path = tmp_path / "ints.npz"
+    model = two_layer(0)
+    np.savez(path, **{name: np.round(array * 10).astype(np.int64) for name, array in model.state_dict().items()})
+    with pytest.warns(UserWarning, match="cast 'layers.0.weight' from int64 to float32") as caught:
+        two_layer(1).load(path)
+    assert len(caught) == 1
+
+
+def test_load_of_float32_weights_into_a_float32_model_is_silent(tmp_path, recwarn):
+    path = tmp_path / "model.npz"
+    two_layer(0).save(path)
+    two_layer(1).load(path)
+    assert not [warning for warning in recwarn if issubclass(warning.category, UserWarning)]
+
+
+def test_save_where_the_parent_is_a_file_says_so(tmp_path):
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"plain' is a file, not a directory"):
+        two_layer().save(tmp_path / "plain" / "sub" / "model.npz")
+
+
+def test_save_onto_a_directory_names_it(tmp_path):
+    (tmp_path / "model.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"cannot write '.*model.npz': it is a directory"):
+        two_layer().save(tmp_path / "model.npz")
+
+
+def test_a_write_error_names_the_users_path_not_the_temporary_file(tmp_path, monkeypatch):
+    """os.replace refusing (as a pseudo-filesystem does) is reported against model.npz, in words, no errno."""
+
+    def refuse(source, target):
+        raise PermissionError(1, "Operation not permitted", source)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError) as caught:
+        two_layer().save(tmp_path / "model.npz")
+    assert str(caught.value) == f"cannot write {str(tmp_path / 'model.npz')!r}: Operation not permitted"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs sysfs, which refuses new files even to root")
+def test_save_into_a_directory_that_refuses_new_files():
+    with pytest.raises(OSError, match=r"cannot write '/sys/kernel/model.npz': the directory '/sys/kernel' refuses"):
+        two_layer().save("/sys/kernel/model.npz")
 
 
 def test_saved_archive_entries_are_npy_files(tmp_path):

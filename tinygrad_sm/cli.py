@@ -1,22 +1,26 @@
 """`tinygrad-sm` (also `python -m tinygrad_sm`): demo, train, gradcheck, graph, debug.
 
-A user's mistake prints one line and exits 2; exit 1 means "the check ran and failed".
-`--debug` shows the traceback instead.
+A user's mistake prints one line and exits 2; exit 1 means "the check ran and failed"; Ctrl-C exits 130.
+`--debug` (before or after the command) shows the traceback too. Warnings are one line each, in the CLI's words.
 """
 
 import argparse
 import importlib
 import importlib.util
 import json
+import math
 import os
 import signal
 import sys
+import traceback
+import warnings
 
 import numpy as np
 
 from tinygrad_sm import functional as F
 from tinygrad_sm import nn
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
+from tinygrad_sm.files import check_writable
 from tinygrad_sm.gradcheck import gradcheck, jacobian, localize, model_fn, numerical_jacobian
 from tinygrad_sm.tensor import Tensor
 from tinygrad_sm.train import LOGISTIC_DIGITS, MODELS, OPTIMIZERS, RECIPES, build_model, load_task, recipe_for, train
@@ -31,6 +35,9 @@ def load_target(spec):
     if ":" not in spec:
         raise UsageError(f"target {spec!r} must look like path/to/file.py:name or package.module:name")
     location, _, name = spec.rpartition(":")
+    if not location or not name:
+        raise UsageError(f"target {spec!r} needs a file or module before the colon and a name after it, "
+                         f"like path/to/file.py:name or package.module:name")
     if location.endswith(".py"):
         if not os.path.isfile(location):
             raise UsageError(f"target file {location!r} does not exist")
@@ -69,15 +76,36 @@ def builtin_loss(name, batch_size=32, seed=0):
     return loss(model(images), labels), model
 
 
-def target_output(spec):
-    """Call the factory `spec` names, then its fn on the inputs as leaves `x0, x1, ...`; floating-point ones
-    require gradients. A mistake in the target becomes a one-line UsageError."""
+def _requires_gradient(value):
+    """gradcheck's rule, for every command: Tensors with requires_grad=True and float numpy arrays get gradients;
+    everything else (a Tensor without requires_grad included) is a constant."""
+    if isinstance(value, Tensor):
+        return value.requires_grad
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def target_inputs(spec):
+    """The factory's (fn, inputs as a list), or a UsageError when no input would get a gradient."""
     fn, inputs = gradcheck_target(spec)
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not any(_requires_gradient(value) for value in inputs):
+        raise UsageError(
+            f"target {spec}: no input requires a gradient; return Tensors with requires_grad=True or float numpy "
+            f"arrays (a Tensor without requires_grad is a constant)"
+        )
+    return fn, inputs
+
+
+def target_output(spec):
+    """Call the factory `spec` names, then its fn on the inputs named `x0, x1, ...`: float numpy arrays become
+    leaves that require gradients, Tensors keep their requires_grad (`_requires_gradient`, as gradcheck).
+    A mistake in the target becomes a one-line UsageError."""
+    fn, inputs = target_inputs(spec)
     tensors = []
-    for index, value in enumerate(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
-        tensor = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
-        if tensor.is_leaf and tensor.dtype.kind == "f":
-            tensor.requires_grad = True
+    for index, value in enumerate(inputs):
+        if not isinstance(value, Tensor):
+            value = Tensor(np.asarray(value), requires_grad=_requires_gradient(value))
+        tensor = value
         tensor.name = tensor.name or f"x{index}"
         tensors.append(tensor)
     output = _checked(f"the function of {spec}", lambda: fn(*tensors))
@@ -86,10 +114,36 @@ def target_output(spec):
     return output
 
 
+DEMO_GRAPH = os.path.join("out", "demo_graph.svg")
+
+
+def check_graph_path(path, format=None):
+    """Before any work: `path` can be written (`check_writable`) and, without `format`, its suffix names one."""
+    from tinygrad_sm.viz import FORMATS
+
+    check_writable(path)
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    if format is None and suffix not in FORMATS:
+        raise UsageError(f"cannot tell the format of {path!r} from its suffix; expected a file ending in "
+                         f"{', '.join('.' + name for name in FORMATS)}")
+    return format or suffix
+
+
 def cmd_demo(args):
     """Train the MLP, gradient-check the trained model, and draw its graph with every gradient on it."""
-    from tinygrad_sm.viz import render_with_gradients
+    import graphviz
 
+    from tinygrad_sm.viz import INSTALL_DOT, render_with_gradients
+
+    if args.graph is None:  # the documented place, made for the default only
+        os.makedirs(os.path.dirname(DEMO_GRAPH), exist_ok=True)
+    graph_path = args.graph or DEMO_GRAPH
+    if check_graph_path(graph_path) != "dot":
+        try:
+            graphviz.version()
+        except graphviz.ExecutableNotFound:
+            raise UsageError(f"the demo draws {graph_path} with graphviz's `dot` program, which was not found: "
+                             f"{INSTALL_DOT}, or give --graph FILE.dot") from None
     result = train("mlp", seed=args.seed)
     print(result.summary(), flush=True)
     _, X_test, _, y_test = load_task("mlp")
@@ -97,8 +151,7 @@ def cmd_demo(args):
     ok = demo_gradcheck(result.model, X_test, y_test, seed=args.seed)
     images, labels = Tensor(X_test[:32], name="images"), Tensor(y_test[:32], name="labels")
     loss = F.softmax_cross_entropy(result.model(images), labels)
-    os.makedirs(os.path.dirname(args.graph) or ".", exist_ok=True)
-    path = render_with_gradients(loss, args.graph)
+    path = render_with_gradients(loss, graph_path)
     print(f"\nthe trained network's graph, collapsed by module, with its gradients: {path}")
     return 0 if ok else 1
 
@@ -132,7 +185,8 @@ def debug_output(spec, batch_size=8, seed=0):
         return loss, None
     output = target_output(spec)
     if not output.requires_grad:
-        raise UsageError(f"{spec}: fn must return a Tensor computed from a floating-point input")
+        raise UsageError(f"{spec}: fn's output was not computed from an input that requires a gradient, so backward "
+                         f"has nothing to step through (does fn rewrap an input in Tensor(...)?)")
     return output, None if output.size == 1 else np.ones(output.shape, dtype=output.dtype)
 
 
@@ -186,17 +240,20 @@ def _checked(what, run):
         raise UsageError(f"{what} raised {type(error).__name__}: {error}") from error
 
 
-def _suite_row(name, max_abs_error, max_rel_error, ok, faulty_op=None):
+def _suite_row(name, max_abs_error, max_rel_error, ok, faulty_op=None, nodes=None):
     return {"name": name, "max_abs_error": max_abs_error, "max_rel_error": max_rel_error, "ok": bool(ok),
-            "faulty_op": faulty_op}
+            "faulty_op": faulty_op, "nodes": nodes}
 
 
 def _report_row(name, report, fn, inputs, args):
-    faulty_op = None
-    if not report.ok:
-        first = localize(fn, inputs, eps=args.eps, atol=args.atol, rtol=args.rtol, seed=args.seed).first_failure
+    """A check's row; the per-node check runs when it failed (to name the op) or with --localize (its table)."""
+    faulty_op = nodes = None
+    if args.localize or not report.ok:
+        nodes = localize(fn, inputs, eps=args.eps, atol=args.atol, rtol=args.rtol, fast=args.fast, seed=args.seed)
+        first = nodes.first_failure
         faulty_op = None if first is None else first.op_name  # made inside the package: no user line to show
-    return _suite_row(name, report.max_abs_error, report.max_rel_error, report.ok, faulty_op)
+    return _suite_row(name, report.max_abs_error, report.max_rel_error, report.ok, faulty_op,
+                      nodes if args.localize else None)
 
 
 def _compared_row(name, first, second, atol, rtol):
@@ -228,7 +285,7 @@ def gradcheck_suite(args):
 
 def _json_row(row):
     finite = {key: row[key] if np.isfinite(row[key]) else None for key in ("max_abs_error", "max_rel_error")}
-    return {**row, **finite}
+    return {**row, **finite, "nodes": None if row["nodes"] is None else row["nodes"].to_dict()}
 
 
 def _print_suite(rows, args):
@@ -240,8 +297,16 @@ def _print_suite(rows, args):
         print(f"{row['name']:<{width}}{row['max_abs_error']:>13.2e}{row['max_rel_error']:>13.2e}  "
               f"{'pass' if row['ok'] else 'FAIL'}{faulty}")
     failed = sum(not row["ok"] for row in rows)
-    print(f"{len(rows)} checks: {len(rows) - failed} passed, {failed} failed ({mode} in float64, eps={args.eps:g} "
-          f"atol={args.atol:g} rtol={args.rtol:g})")
+    summary = (f"{len(rows)} checks: {len(rows) - failed} passed, {failed} failed ({mode} in float64, "
+               f"eps={args.eps:g} atol={args.atol:g} rtol={args.rtol:g})")
+    print(summary)
+    if args.localize:
+        print("\nevery node's backward against differences of its own forward, check by check "
+              "(the softmax Jacobian rows compare matrices and have no nodes):")
+        for row in rows:
+            if row["nodes"] is not None:
+                print(f"\n{row['name']}:\n{row['nodes']}")
+        print(f"\n{summary}")
 
 
 def cmd_gradcheck(args):
@@ -253,18 +318,23 @@ def cmd_gradcheck(args):
         else:
             _print_suite(rows, args)
         return 0 if ok else 1
-    fn, inputs = gradcheck_target(args.target)
+    fn, inputs = target_inputs(args.target)
     options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
     report = _checked(f"gradcheck of {args.target}", lambda: gradcheck(fn, inputs, **options))
-    nodes = None
+    nodes = nodes_error = None
     if args.localize or not report.ok:
-        nodes = _checked(f"the per-node check of {args.target}", lambda: localize(fn, inputs, **options))
+        try:  # the target ran once already: what fails here is the graph (say, an input rewrapped), not the target
+            nodes = localize(fn, inputs, **options)
+        except Exception as error:
+            nodes_error = f"the per-node check could not run: {error}"
     if args.json:
         print(json.dumps({"target": args.target, "ok": report.ok, "gradcheck": report.to_dict(),
-                          "nodes": None if nodes is None else nodes.to_dict()}, indent=2))
+                          "nodes": None if nodes is None else nodes.to_dict(), "nodes_error": nodes_error}, indent=2))
     else:
         print(f"{args.target}: {report}")
-        if args.localize:
+        if nodes_error is not None:
+            print(nodes_error)
+        elif args.localize:
             print(f"\nevery node's backward against differences of its own forward:\n{nodes}")
         elif nodes is not None:
             print(nodes.summary())
@@ -309,6 +379,7 @@ def graph_output(spec, batch_size=32, seed=0):
 def cmd_graph(args):
     from tinygrad_sm.viz import render
 
+    check_graph_path(args.out, args.format)
     output, grads = graph_output(args.target, batch_size=args.batch_size, seed=args.seed)
     path = render(
         output, args.out, format=args.format, show_data=not args.no_data, show_grad=not args.no_grad,
@@ -336,6 +407,22 @@ def whole_number_at_least(smallest):
 non_negative_int, positive_int = whole_number_at_least(0), whole_number_at_least(1)
 
 
+def finite_number(name, positive, meaning=""):
+    """argparse type: a finite number > 0 (`positive`) or >= 0, or a one-line message naming `name` saying so."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 < value < math.inf if positive else 0 <= value < math.inf):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>' if positive else '>='} 0 and finite{meaning}, "
+                                             f"got {text}")
+        return value
+
+    return parse
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake in one line (exit 2), without the usage block."""
 
@@ -346,16 +433,20 @@ class ArgumentParser(argparse.ArgumentParser):
 def build_parser():
     parser = ArgumentParser(prog="tinygrad-sm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    commands = parser.add_subparsers(dest="command", required=True)
+    debug_flag = ArgumentParser(add_help=False)  # so that --debug works after the command too
+    debug_flag.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show the full traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     parser.subcommands = commands.choices
 
-    demo = commands.add_parser("demo", help="the main job: train, check and draw a network")
+    demo = commands.add_parser("demo", parents=[debug_flag], help="the main job: train, check and draw a network")
     demo.add_argument("--seed", type=non_negative_int, default=0)
-    demo.add_argument("--graph", default=os.path.join("out", "demo_graph.svg"),
-                      help="where to draw the trained network's graph (default out/demo_graph.svg)")
+    demo.add_argument("--graph", help=f"where to draw the trained network's graph, in an existing directory "
+                                      f"(default {DEMO_GRAPH}, its directory made if missing)")
     demo.set_defaults(run=cmd_demo)
 
-    debug = commands.add_parser("debug", help="step through backward node by node at a pdb-like prompt")
+    debug = commands.add_parser("debug", parents=[debug_flag],
+                                help="step through backward node by node at a pdb-like prompt")
     debug.add_argument("target", nargs="?", default="softmax",
                        help="a built-in model (softmax, logistic, mlp; default softmax) or file.py:name, "
                             "a factory returning (fn, inputs)")
@@ -364,21 +455,26 @@ def build_parser():
     debug.add_argument("--seed", type=non_negative_int, default=0)
     debug.set_defaults(run=cmd_debug)
 
-    check = commands.add_parser("gradcheck", help="check gradients against finite differences (suite or TARGET)")
+    check = commands.add_parser("gradcheck", parents=[debug_flag],
+                                help="check gradients against finite differences (suite or TARGET)")
     check.add_argument("target", nargs="?",
                        help="file.py:name or package.module:name, a function taking no arguments that returns "
                             "(fn, inputs); without it the built-in suite runs")
-    check.add_argument("--eps", type=float, default=1e-6, help="finite-difference step (default 1e-6)")
-    check.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (default 1e-5)")
-    check.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
+    check.add_argument("--eps", type=finite_number("eps", True, " (the finite-difference step)"), default=1e-6,
+                       help="finite-difference step (> 0, default 1e-6)")
+    check.add_argument("--atol", type=finite_number("atol", False), default=1e-5,
+                       help="absolute tolerance (default 1e-5)")
+    check.add_argument("--rtol", type=finite_number("rtol", False), default=1e-3,
+                       help="relative tolerance (default 1e-3)")
     check.add_argument("--fast", action="store_true", help="check random projections uᵀJv instead of the Jacobian")
-    check.add_argument("--localize", action="store_true", help="add the per-node table and name the faulty op")
+    check.add_argument("--localize", action="store_true",
+                       help="add the per-node table (for the suite: one per check) and name the faulty op")
     check.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
     check.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of the random inputs, projections and upstream grads")
     check.set_defaults(run=cmd_gradcheck)
 
-    graph = commands.add_parser("graph", help="draw the computation graph (svg, png, pdf or dot)")
+    graph = commands.add_parser("graph", parents=[debug_flag], help="draw the computation graph (svg, png, pdf or dot)")
     graph.add_argument("target", nargs="?", default="mlp",
                        help="a built-in model (softmax, logistic, mlp; default mlp), run forward and backward on "
                             "a batch of digits, or file.py:name, a factory returning (fn, inputs)")
@@ -398,9 +494,10 @@ def build_parser():
         f"weight decay {r.weight_decay:g}" for name, r in RECIPES.items()
     )
     trainer = commands.add_parser(
-        "train", help="train a built-in model on the digits and report train and test accuracy",
-        description="Train a built-in model on scikit-learn's 8x8 digits (a fixed stratified 80/20 split)\n"
-                    "with a progress bar per epoch, then print the train and test accuracy.\n"
+        "train", parents=[debug_flag], help="train a built-in model on the digits and report train and test accuracy",
+        description="Train a built-in model on the 8x8 digits (shipped in the package; a fixed stratified 80/20\n"
+                    "split) showing each epoch's loss and accuracy (a bar on a terminal, else one line per epoch),\n"
+                    "then print the train and test accuracy.\n"
                     "`logistic` is binary: digit {} (label 0) against digit {} (label 1).".format(*LOGISTIC_DIGITS),
         epilog=f"default recipes (--optimizer, --lr, --epochs, --batch-size, --weight-decay override them):\n{recipes}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -415,10 +512,11 @@ def build_parser():
     trainer.add_argument("--batch-size", type=positive_int, help="rows per optimiser step")
     trainer.add_argument("--weight-decay", type=float, help="L2 penalty added to the gradient, as PyTorch does")
     trainer.add_argument("--optimizer", choices=OPTIMIZERS)
-    trainer.add_argument("--momentum", type=float, help="momentum of sgd (default 0.9)")
+    trainer.add_argument("--momentum", type=float, help="momentum of sgd, in [0, 1) (default 0.9)")
     trainer.add_argument("--seed", type=non_negative_int, default=0,
                          help="initial weights and batch order (the split is fixed)")
-    trainer.add_argument("--save", metavar="PATH", help="write the trained parameters to this .npz file")
+    trainer.add_argument("--save", metavar="PATH",
+                         help="write the trained parameters to this .npz file (its directory must exist)")
     trainer.add_argument("--load", metavar="PATH", help="start from parameters saved with --save")
     trainer.set_defaults(run=cmd_train)
     return parser
@@ -429,6 +527,14 @@ def main(argv=None):
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, so the message names the command
         parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    with warnings.catch_warnings():
+        for category in (RuntimeWarning, UserWarning):  # shown once per place, whatever filters a caller set
+            warnings.filterwarnings("default", category=category)
+        warnings.showwarning = _warning_printer(args.command)
+        return _run(args)
+
+
+def _run(args):
     try:
         status = args.run(args)
         sys.stdout.flush()  # so that a closed pipe shows up here, not as a warning when Python exits
@@ -436,14 +542,64 @@ def main(argv=None):
     except BrokenPipeError:  # the reader stopped early (`| head`): end quietly, as a tool killed by SIGPIPE does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:  # Ctrl-C: files are written atomically, so nothing is left half-written
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # off a progress bar's line
+        print(f"tinygrad-sm {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except ModuleNotFoundError as error:
         if args.debug:
-            raise
-        print(f"tinygrad-sm {args.command}: error: {error}; the digits, training and notebooks need the extras: "
-              f"pip install 'tinygrad_sm[dev]' (in a checkout: make setup)", file=sys.stderr)
+            traceback.print_exc()
+        print(f"tinygrad-sm {args.command}: error: {error}; a dependency of tinygrad_sm is missing: "
+              f"pip install tinygrad_sm again (in a checkout: make setup)", file=sys.stderr)
         return 2
     except (UsageError, ValueError, TypeError, OSError) as error:
         if args.debug:
-            raise
+            traceback.print_exc()
         print(f"tinygrad-sm {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+
+
+def _warning_printer(command):
+    """warnings.showwarning for the CLI: one line on stderr; numpy's floating-point warnings name the op whose forward
+    or backward raised them and the user's line that led there, never a path inside the package or numpy."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        origin = _warning_origin() if issubclass(category, RuntimeWarning) else ""
+        print(f"tinygrad-sm {command}: warning: {message}{origin}", file=sys.stderr)
+
+    return show
+
+
+def _warning_origin():
+    """", in Log's forward (from target.py:5)" for the frames now running: the innermost op, else the innermost
+    package module ("inside tinygrad_sm.gradcheck"), and the user's line that called into the package, if any."""
+    place = user_line = None
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if os.path.abspath(code.co_filename).startswith(PACKAGE_DIRECTORY + os.sep):
+            if code.co_name in ("forward", "backward") and "ctx" in frame.f_locals:
+                place = place or f"in {getattr(frame.f_locals['ctx'].op, '__name__', 'an op')}'s {code.co_name}"
+            place = place or f"inside {frame.f_globals.get('__name__')}"
+        elif place and f"{os.sep}numpy{os.sep}" not in code.co_filename:
+            if _is_user_code(frame):  # else Python's machinery (the debugger's prompt, runpy) called the package
+                user_line = f"{os.path.relpath(code.co_filename)}:{frame.f_lineno}"
+            break
+        frame = frame.f_back
+    if place is None:
+        return ""
+    return f", {place}" + (f" (from {user_line})" if user_line else "")
+
+
+STANDARD_LIBRARY = os.path.dirname(os.__file__)
+
+
+def _is_user_code(frame):
+    """A frame of the user's own files: not the standard library, not frozen (<frozen runpy>), not the entry script."""
+    filename = frame.f_code.co_filename
+    return not (filename.startswith("<") or os.path.abspath(filename).startswith(STANDARD_LIBRARY + os.sep)
+                or frame.f_globals.get("__name__") == "__main__")

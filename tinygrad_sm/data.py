@@ -1,4 +1,10 @@
-"""The digits data set (8x8 images, 10 classes; it ships with scikit-learn, no download), splits and batches."""
+"""The digits data set (8x8 images, 10 classes), shipped in the package as digits.npz, splits and batches.
+
+digits.npz is scikit-learn's copy of the UCI optical recognition of handwritten digits test set (E. Alpaydin and
+C. Kaynak, 1998; CC BY 4.0): `images` (1797, 8, 8) uint8 pixels 0..16 and `labels` (1797,) uint8 digits 0-9.
+"""
+
+from importlib import resources
 
 import numpy as np
 
@@ -34,15 +40,26 @@ def batches(X, y, batch_size, shuffle=True, seed=0):
 
 
 def _digits():
-    """All 1797 images as (features scaled from 0..16 to [0, 1] as float32, labels 0-9)."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    digits = sklearn_digits()
-    return (digits.data / 16.0).astype(np.float32), digits.target
+    """All 1797 images as (features scaled from 0..16 to [0, 1] as float32, shape (1797, 64); labels 0-9)."""
+    with resources.files("tinygrad_sm").joinpath("digits.npz").open("rb") as file, np.load(file) as saved:
+        images, labels = saved["images"], saved["labels"]
+    return (images.reshape(len(images), -1) / np.float32(16.0)).astype(np.float32), labels
 
 
 def _split(features, labels, seed, test_size):
-    """A stratified split: each class keeps its share in both parts; the same seed gives the same split."""
-    from sklearn.model_selection import train_test_split
-
-    return tuple(train_test_split(features, labels, test_size=test_size, random_state=seed, stratify=labels))
+    """A stratified split: ceil(test_size * N) test rows, each class keeping its share (within one row) in both
+    parts, both parts in random order; the same seed gives the same split."""
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size!r}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    shares = counts * test_size
+    per_class = np.floor(shares).astype(int)
+    missing = int(np.ceil(test_size * len(labels))) - per_class.sum()
+    per_class[np.argsort(per_class - shares, kind="stable")[:missing]] += 1  # the largest remainders get one more
+    test = []
+    for label, count in zip(classes, per_class):
+        test.extend(rng.permutation(np.flatnonzero(labels == label))[:count])
+    test = rng.permutation(np.array(test))
+    train = rng.permutation(np.setdiff1d(np.arange(len(labels)), test))
+    return features[train], features[test], labels[train], labels[test]

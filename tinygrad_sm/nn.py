@@ -1,6 +1,7 @@
 """Modules: parameters found by walking attributes, layers, and the two linear classifiers of the softmax story."""
 
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -95,9 +96,16 @@ class Module:
                 problems.append(f"shape mismatch for {name!r}: the model has {param.shape}, got {arrays[name].shape}")
             elif arrays[name].dtype.kind not in "fiu":
                 problems.append(f"{name!r} holds dtype {arrays[name].dtype}; expected numbers")
+            elif not np.all(np.isfinite(arrays[name])):
+                bad = int(np.sum(~np.isfinite(arrays[name])))
+                problems.append(f"{name!r} holds {bad} NaN or infinite value{'s' if bad != 1 else ''}")
         problems += [f"unexpected key {name!r} (shape {arrays[name].shape})" for name in arrays if name not in params]
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        cast = [f"{name!r} from {arrays[name].dtype} to {param.dtype}" for name, param in params.items()
+                 if arrays[name].dtype != param.dtype]
+        if cast:
+            warnings.warn(f"{type(self).__name__}.load_state_dict: cast {', '.join(cast)}", stacklevel=2)
         for name, param in params.items():
             param.data = arrays[name].astype(param.dtype)
         return self
@@ -117,16 +125,19 @@ class Module:
     def load(self, path):
         """Read a file written by `save` (never unpickling) and `load_state_dict` it; returns the module."""
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"cannot load {path!r}: it is a directory; expected an .npz file written by save")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"cannot load {path!r}: no such file")
         with open(path, "rb") as file:
             if file.read(4) != b"PK\x03\x04":
                 raise ValueError(f"cannot load {path!r}: it is not an .npz file (no zip header)")
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                state = {name: saved[name] for name in saved.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"cannot load {path!r} as a saved model (.npz): {error}") from error
+            file.seek(0)
+            try:
+                with np.load(file, allow_pickle=False) as saved:
+                    state = {name: saved[name] for name in saved.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                raise ValueError(f"cannot load {path!r} as a saved model (.npz): {error}") from error
         try:
             return self.load_state_dict(state)
         except ValueError as error:

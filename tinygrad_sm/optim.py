@@ -48,7 +48,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        check_at_least_zero(f"{type(self).__name__}: momentum", momentum)
+        check_momentum(f"{type(self).__name__}: momentum", momentum)
         self.momentum = momentum
 
     def step(self):
@@ -68,9 +68,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
         for index, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Adam: betas[{index}] must lie in [0, 1), got {beta}")
+            check_momentum(f"Adam: betas[{index}]", beta)
         check_at_least_zero(f"{type(self).__name__}: eps", eps)
         self.betas = tuple(betas)
         self.eps = eps
@@ -93,3 +94,9 @@ def check_at_least_zero(name, value):
     """The rule for every hyperparameter here (and for a training recipe's): a finite number >= 0."""
     if not 0 <= value < math.inf:
         raise ValueError(f"{name} must be >= 0 and finite, got {value}")
+
+
+def check_momentum(name, value):
+    """Momentum and Adam's betas: a number in [0, 1); at 1 or above the running averages never forget and diverge."""
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")

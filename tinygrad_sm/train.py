@@ -1,12 +1,14 @@
 """Training the built-in models on the digits: the default recipes, the loop, accuracy."""
 
-import os
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
+from tqdm import tqdm
 
 from tinygrad_sm import data, nn, optim
 from tinygrad_sm import functional as F
+from tinygrad_sm.files import check_writable
 from tinygrad_sm.tensor import Tensor, no_grad
 
 LOGISTIC_DIGITS = (4, 9)
@@ -28,7 +30,7 @@ class Recipe:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         optim.check_at_least_zero("the learning rate", self.lr)
-        optim.check_at_least_zero("the momentum", self.momentum)
+        optim.check_momentum("the momentum", self.momentum)
         optim.check_at_least_zero("the weight decay", self.weight_decay)
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
@@ -125,23 +127,15 @@ def accuracy(model, X, y):
 
 
 def fit(model, X, y, recipe, rng, progress=True):
-    """Mini-batch training; one tqdm bar per epoch showing the running loss and accuracy of its batches."""
-    from tqdm import tqdm
-
+    """Mini-batch training. With `progress`, each epoch shows its running loss and accuracy on stderr: a tqdm bar
+    on a terminal, else (a log, a pipe) one plain line when the epoch ends."""
     optimizer = make_optimizer(model, recipe)
-    n_batches = -(-len(X) // recipe.batch_size)
     history = []
     model.train()
     for epoch in range(recipe.epochs):
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(
-            data.batches(X, y, recipe.batch_size, shuffle=True, seed=rng),
-            total=n_batches,
-            desc=f"epoch {epoch + 1:>2}/{recipe.epochs}",
-            unit="batch",
-            disable=not progress,
-        )
-        for X_batch, y_batch in bar:
+        bar = _epoch_bar(X, recipe, epoch, progress)
+        for X_batch, y_batch in data.batches(X, y, recipe.batch_size, shuffle=True, seed=rng):
             optimizer.zero_grad()
             loss, predicted = loss_and_predictions(model, X_batch, y_batch)
             loss.backward()
@@ -149,22 +143,36 @@ def fit(model, X, y, recipe, rng, progress=True):
             total_loss += loss.item() * len(X_batch)
             correct += int(np.sum(predicted == y_batch))
             seen += len(X_batch)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", accuracy=f"{correct / seen:.4f}", refresh=False)
+            if bar is not None:
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", accuracy=f"{correct / seen:.4f}", refresh=False)
+                bar.update()
+        if bar is not None:
+            bar.close()
+        elif progress:
+            print(f"epoch {epoch + 1:>2}/{recipe.epochs}: loss {total_loss / seen:.4f}, accuracy {correct / seen:.4f}",
+                  file=sys.stderr, flush=True)
         history.append((total_loss / seen, correct / seen))
     model.eval()
     return history
 
 
+def _epoch_bar(X, recipe, epoch, progress):
+    """A tqdm bar for one epoch when `progress` is on and stderr is a terminal, else None."""
+    if not (progress and sys.stderr.isatty()):
+        return None
+    return tqdm(total=-(-len(X) // recipe.batch_size), desc=f"epoch {epoch + 1:>2}/{recipe.epochs}", unit="batch")
+
+
 def train(name, recipe=None, hidden=128, seed=0, load=None, save=None, progress=True):
     """Build (or `load`) a model, train it with `recipe` (default: its own), evaluate it, and `save` it.
 
-    With `progress`, print what is trained (`describe`) and show a tqdm bar per epoch (on stderr).
+    With `progress`, print what is trained (`describe`) and each epoch's progress (on stderr; see `fit`).
     The split is fixed; `seed` sets the initial weights and the batch order, so the same seed gives the same numbers.
     A bad save path or a file that does not fit the model is reported before any training or writing.
     """
     recipe = (recipe or RECIPES[_check_model_name(name)]).check()
     if save is not None:
-        _check_save_path(save)
+        check_writable(save)
     rng = np.random.default_rng(seed)
     model = build_model(name, hidden=hidden, rng=rng)
     if load is not None:
@@ -183,10 +191,3 @@ def _check_model_name(name):
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     return name
 
-
-def _check_save_path(path):
-    directory = os.path.dirname(os.fspath(path)) or "."
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
