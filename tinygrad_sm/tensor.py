@@ -1,7 +1,9 @@
 """Tensor: a numpy array, its gradient, and the node that made it; recording ops and running backward."""
 
+import ctypes
 import heapq
 import itertools
+import os
 import warnings
 
 import numpy as np
@@ -19,6 +21,18 @@ class _Settings:
 
 
 settings = _Settings()
+
+
+def keep_freed_memory():
+    """Let glibc's malloc keep up to 256 MB of freed memory for reuse (unless MALLOC_TRIM_THRESHOLD_ is set).
+    Its default returns a step's freed arrays to the system and faults them back in on the next step."""
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ or not hasattr(libc := ctypes.CDLL(None), "mallopt"):
+        return
+    libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: arrays up to 32 MB come from the reusable heap
+    libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD: give memory back only past 256 MB free
+
+
+keep_freed_memory()
 
 
 class no_grad:
