@@ -137,7 +137,8 @@ def debug_output(spec, batch_size=8, seed=0):
 
 
 def cmd_debug(args):
-    from tinygrad_sm.debug import BackwardStepper, DebuggerShell
+    from tinygrad_sm.debug import BackwardStepper
+    from tinygrad_sm.shell import DebuggerShell
 
     output, grad = debug_output(args.target, batch_size=args.batch_size, seed=args.seed)
     stepper = BackwardStepper(output, grad)
