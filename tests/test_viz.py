@@ -9,12 +9,14 @@ import graphviz
 import numpy as np
 import pytest
 
-from tinygrad_sm import Tensor, nn
+from tinygrad_sm import Tensor, nn, viz
 from tinygrad_sm import functional as F
 from tinygrad_sm.viz import (
     HIGHLIGHT_BORDER,
     NONFINITE_FILL,
+    DotFailedError,
     DotNotFoundError,
+    GraphTooLargeError,
     draw_graph,
     render,
     render_with_gradients,
@@ -327,3 +329,70 @@ def test_render_with_gradients_runs_backward_and_shows_every_gradient(tmp_path):
     assert "layers.0: Linear" in texts and "layers.2: Linear" in texts and "grad = 1" in texts
     assert sum(t.startswith("grad min") for t in texts) == 3  # the output of each of the three modules
     assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+def fake_dot(tmp_path, monkeypatch, script):
+    """A `dot` first on PATH that runs `script` (a shell line) instead of graphviz."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "dot").write_text(f"#!/bin/sh\n{script}\n")
+    (folder / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_node_count_is_the_boxes_drawn():
+    loss, _ = small_mlp_loss()
+    assert draw_graph(loss).node_count == 10 and draw_graph(loss, collapse="modules").node_count == 6
+
+
+def test_a_graph_past_max_nodes_is_refused_before_dot_runs_and_its_dot_text_kept(tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    fake_dot(tmp_path, monkeypatch, "touch ran; exit 1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GraphTooLargeError, match="10 nodes .* more than 9; the DOT text is in") as raised:
+        write_graph(graph, tmp_path / "g.svg", max_nodes=9)
+    assert raised.value.nodes == 10 and raised.value.limit == 9 and "\n" not in str(raised.value)
+    assert (tmp_path / "g.dot").read_text() == graph.source
+    assert not (tmp_path / "g.svg").exists() and not (tmp_path / "ran").exists()
+    with pytest.raises(DotFailedError):  # max_nodes=None: dot runs (and this one fails)
+        write_graph(graph, tmp_path / "g.svg", max_nodes=None)
+    assert (tmp_path / "ran").exists()
+
+
+def test_jupyter_does_not_lay_out_a_huge_graph(monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    monkeypatch.setattr(viz, "MAX_LAYOUT_NODES", 9)
+    (text,) = graph._repr_mimebundle_().values()
+    assert text.startswith("not drawn inline: 10 nodes") and "collapse='modules'" in text
+
+
+@pytest.mark.parametrize(
+    "script, says",
+    [("cat > /dev/null; kill -SEGV $$", "`dot -Tsvg` was killed by SIGSEGV on a graph of 10 nodes"),
+     ("cat > /dev/null; echo 'Error: out of memory' >&2; echo more >&2; exit 3",
+      "exited with status 3: Error: out of memory on")],
+)
+def test_dot_failing_is_one_line_and_keeps_the_dot_text(script, says, tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    fake_dot(tmp_path, monkeypatch, script)
+    with pytest.raises(DotFailedError) as raised:
+        write_graph(graph, tmp_path / "g.svg")
+    message = str(raised.value)
+    assert says in message and "\n" not in message and str(tmp_path / "g.dot") in message
+    assert (tmp_path / "g.dot").read_text() == graph.source and not (tmp_path / "g.svg").exists()
+
+
+def test_dot_closing_its_input_early_is_a_failure_too(tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+
+    def broken_pipe(**options):  # what subprocess raised once when a failing `dot` exited before reading it all
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(graph, "pipe", broken_pipe)
+    with pytest.raises(DotFailedError, match="`dot -Tpng` stopped reading its input on a graph of 10 nodes"):
+        write_graph(graph, tmp_path / "g.png")
+    assert (tmp_path / "g.dot").read_text() == graph.source

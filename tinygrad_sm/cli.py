@@ -308,13 +308,22 @@ def graph_output(spec, batch_size=32, seed=0):
 
 
 def cmd_graph(args):
-    from tinygrad_sm.viz import render
+    from tinygrad_sm.viz import MAX_LAYOUT_NODES, GraphTooLargeError, render
 
+    max_nodes = MAX_LAYOUT_NODES if args.max_nodes is None else args.max_nodes or None
     output, grads = graph_output(args.target, batch_size=args.batch_size, seed=args.seed)
-    path = render(
-        output, args.out, format=args.format, show_data=not args.no_data, show_grad=not args.no_grad,
-        rankdir=args.rankdir, collapse=args.collapse, grads=grads,
-    )
+    try:
+        path = render(
+            output, args.out, format=args.format, show_data=not args.no_data, show_grad=not args.no_grad,
+            rankdir=args.rankdir, collapse=args.collapse, grads=grads, max_nodes=max_nodes,
+        )
+    except GraphTooLargeError as error:
+        collapse = "" if args.collapse else "--collapse modules, "
+        raise UsageError(
+            f"not drawing {args.out}: {error.nodes:,} nodes, more than --max-nodes {error.limit:,} (`dot` takes "
+            f"minutes or crashes past that); the DOT text is in {error.dot_path}. Try {collapse}--format dot, "
+            f"or --max-nodes 0 to run dot anyway"
+        ) from None
     print(path)
     return 0
 
@@ -390,6 +399,8 @@ def build_parser():
     graph.add_argument("--no-grad", action="store_true", help="leave out the gradients")
     graph.add_argument("--collapse", choices=("modules",), help="draw each module (layer) as one node")
     graph.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    graph.add_argument("--max-nodes", type=non_negative_int,
+                       help="refuse to lay out more nodes than this (default 10,000; 0: no limit)")
     graph.add_argument("--batch-size", type=positive_int, default=32, help="rows of digits for a built-in model")
     graph.add_argument("--seed", type=non_negative_int, default=0)
     graph.set_defaults(run=cmd_graph)

@@ -6,6 +6,7 @@ Where each tensor goes is `viz_layout`, how it looks `viz_labels`; only these im
 """
 
 import os
+import signal
 
 import graphviz
 
@@ -16,13 +17,14 @@ from tinygrad_sm.viz_layout import GraphLayout
 from tinygrad_sm.walk import backward_recording_grads
 
 __all__ = [
-    "HIGHLIGHT_BORDER", "NONFINITE_FILL", "DotNotFoundError", "GraphDrawing", "draw_graph", "render",
-    "render_with_gradients", "to_dot", "write_graph",
+    "HIGHLIGHT_BORDER", "MAX_LAYOUT_NODES", "NONFINITE_FILL", "DotFailedError", "DotNotFoundError", "GraphDrawing",
+    "GraphTooLargeError", "draw_graph", "render", "render_with_gradients", "to_dot", "write_graph",
 ]
 
 FORMATS = ("svg", "png", "pdf", "dot")
 RANKDIRS = ("TB", "LR", "BT", "RL")
 COLLAPSE_MODES = (None, "modules")
+MAX_LAYOUT_NODES = 10_000  # `dot` lays out 8,000 chain nodes in 3 s, 16,000 in 12 s, 32,000 in 90 s; 200,000 crash it
 INSTALL_DOT = (
     "install graphviz's `dot` program: `sudo apt-get install graphviz` (Debian/Ubuntu), "
     "`brew install graphviz` (macOS) or `conda install graphviz`"
@@ -32,10 +34,30 @@ class DotNotFoundError(OSError):
     """graphviz's `dot` program is missing: the message says how to install it and where the DOT text went."""
 
 
+class DotFailedError(OSError):
+    """`dot` ran and failed (an error exit or a crash): the message says how and where the DOT text went."""
+
+
+class GraphTooLargeError(ValueError):
+    """More nodes than `dot` lays out in reasonable time; `nodes`, `limit` and `dot_path` (the DOT text kept)."""
+
+    def __init__(self, message, nodes, limit, dot_path):
+        super().__init__(message)
+        self.nodes, self.limit, self.dot_path = nodes, limit, dot_path
+
+
 class GraphDrawing(graphviz.Digraph):
-    """A graphviz.Digraph that shows inline as SVG in Jupyter, or says how to install `dot` when it is missing."""
+    """A graphviz.Digraph that shows inline as SVG in Jupyter, or says how to install `dot` when it is missing.
+    `node_count` is the number of boxes drawn (the legend aside)."""
+
+    node_count = 0
 
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        if self.node_count > MAX_LAYOUT_NODES:
+            return {"text/plain": (
+                f"not drawn inline: {self.node_count:,} nodes, more than `dot` lays out in reasonable time "
+                f"({MAX_LAYOUT_NODES:,}); draw it with collapse='modules', or write_graph(graph, path, max_nodes=None)"
+            )}
         try:
             return super()._repr_mimebundle_(include, exclude, **kwargs)
         except graphviz.ExecutableNotFound:
@@ -75,6 +97,7 @@ def draw_graph(
         edge_attr={"color": "#64748b", "arrowsize": "0.6", "penwidth": "1.1", "fontname": FONT},
     )
     clusters, representative, with_module = layout.arrange(labels)
+    graph.node_count = len(set(representative.values()))
     layout.add_clusters(graph, clusters)
     layout.add_edges(graph, representative)
     add_legend(graph, with_module, show_grad, rankdir)
@@ -86,22 +109,37 @@ def to_dot(output, **options):
     return draw_graph(output, **options).source
 
 
-def write_graph(graph, path, format=None):
+def write_graph(graph, path, format=None, max_nodes=MAX_LAYOUT_NODES):
     """Write a drawn graph to `path` atomically, as svg, png, pdf or dot (from `format` or the file's suffix).
 
-    Without the `dot` program the DOT text is written next to `path` (suffix .dot) and DotNotFoundError
-    says how to install graphviz. Returns the path written.
+    Whenever `dot` cannot make the picture, the DOT text is written next to `path` (suffix .dot) and the error
+    says where: DotNotFoundError (with how to install graphviz) without the program, DotFailedError when it
+    fails or crashes, GraphTooLargeError, before running it, for more than `max_nodes` nodes (None: no limit).
+    Returns the path written.
     """
     path = os.fspath(path)
     format = _format_for(path, format)
     if format == "dot":
         write_atomically(path, lambda file: file.write(graph.source.encode()))
         return path
+    nodes = graph.node_count if isinstance(graph, GraphDrawing) else 0
+    if max_nodes is not None and nodes > max_nodes:
+        dot_path = _keep_dot_text(graph, path)
+        raise GraphTooLargeError(
+            f"cannot render {path}: the graph has {nodes:,} nodes and `dot` takes minutes or crashes on more than "
+            f"{max_nodes:,}; the DOT text is in {dot_path}. Draw it with collapse='modules', or pass max_nodes=None",
+            nodes, max_nodes, dot_path,
+        )
     try:
         data = graph.pipe(format=format)
+    except (graphviz.CalledProcessError, BrokenPipeError) as error:
+        dot_path = _keep_dot_text(graph, path)
+        raise DotFailedError(
+            f"cannot render {path}: `dot -T{format}` {_how_it_failed(error)} on a graph of {nodes:,} nodes; "
+            f"the DOT text is in {dot_path}"
+        ) from None
     except graphviz.ExecutableNotFound:
-        dot_path = os.path.splitext(path)[0] + ".dot"
-        write_atomically(dot_path, lambda file: file.write(graph.source.encode()))
+        dot_path = _keep_dot_text(graph, path)
         raise DotNotFoundError(
             f"cannot render {path}: graphviz's `dot` program was not found; the DOT text is in {dot_path}. "
             f"To draw it, {INSTALL_DOT}, then run `dot -T{format} {dot_path} -o {path}`"
@@ -110,12 +148,11 @@ def write_graph(graph, path, format=None):
     return path
 
 
-def render(output, path, format=None, **options):
-    """Draw the graph of `output` (options as `draw_graph`) and write it to `path`; returns the path.
-
-    `render(loss, "model.svg", collapse="modules")` gives one box per layer.
+def render(output, path, format=None, max_nodes=MAX_LAYOUT_NODES, **options):
+    """Draw the graph of `output` (options as `draw_graph`) and write it to `path` (`max_nodes` as `write_graph`);
+    returns the path. `render(loss, "model.svg", collapse="modules")` gives one box per layer.
     """
-    return write_graph(draw_graph(output, **options), path, format)
+    return write_graph(draw_graph(output, **options), path, format, max_nodes)
 
 
 def render_with_gradients(loss, path, format=None, collapse="modules", **options):
@@ -126,6 +163,27 @@ def render_with_gradients(loss, path, format=None, collapse="modules", **options
     """
     grads = backward_recording_grads(loss)
     return render(loss, path, format, collapse=collapse, grads=grads, **options)
+
+
+def _keep_dot_text(graph, path):
+    dot_path = os.path.splitext(path)[0] + ".dot"
+    write_atomically(dot_path, lambda file: file.write(graph.source.encode()))
+    return dot_path
+
+
+def _how_it_failed(error):
+    """`was killed by SIGSEGV` or `exited with status 1: <its first line of stderr>`."""
+    if isinstance(error, BrokenPipeError):
+        return "stopped reading its input"
+    if error.returncode < 0:
+        try:
+            name = signal.Signals(-error.returncode).name
+        except ValueError:
+            name = f"signal {-error.returncode}"
+        return f"was killed by {name}"
+    stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else error.stderr or ""
+    first = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
+    return f"exited with status {error.returncode}" + (f": {first}" if first else "")
 
 
 def _format_for(path, format):
