@@ -148,11 +148,7 @@ def cmd_debug(args):
           f"{nodes}, starting gradient {start}; `help` lists the commands")
     shell = DebuggerShell(stepper)
     if args.commands is None and sys.stdin.isatty():
-        try:
-            shell.cmdloop()
-        except KeyboardInterrupt:
-            print()
-            return 130
+        shell.cmdloop()  # Ctrl-C drops the line, as in pdb
         return 1 if shell.failed_checks else 0
     shell.run_script([args.commands] if args.commands is not None else sys.stdin)
     return 2 if shell.mistakes else 1 if shell.failed_checks else 0  # a script with a mistake is a usage error
