@@ -165,3 +165,23 @@ def test_dot_crashing_is_one_line_exit_2_and_the_dot_text_kept(tmp_path, monkeyp
     assert status == 2 and stdout == "" and stderr.count("\n") == 1 and "Traceback" not in stderr
     assert "`dot -Tsvg` was killed by SIGSEGV" in stderr and str(tmp_path / "g.dot") in stderr
     assert (tmp_path / "g.dot").read_text().startswith("digraph") and not out.exists()
+
+
+def svg_tooltips(path):
+    links = ElementTree.parse(path).getroot().iter("{http://www.w3.org/2000/svg}a")
+    return [link.get("{http://www.w3.org/1999/xlink}title") for link in links]
+
+
+def test_tooltips_say_where_user_code_made_each_op_and_built_in_models_were_made_outside(target, tmp_path, capsys,
+                                                                                        monkeypatch):
+    out = tmp_path / "mlp.svg"
+    assert run_cli(["graph", "mlp", "--out", str(out)], capsys)[0] == 0
+    tooltips = svg_tooltips(out)
+    assert sorted(tooltips) == sorted(f"{op} made outside user code" for op in
+                                      ("Linear", "Relu", "Linear", "SoftmaxCrossEntropy"))
+    _, listing, _ = run_cli(["debug", "mlp", "--commands", "list"], capsys)
+    assert "#1 Linear  output shape (8, 10)  made outside user code in layers.2: Linear" in listing  # one rule
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["graph", "target.py:softmax_loss", "--out", str(out)], capsys)[0] == 0
+    made_at = "made at target.py:7"  # the factory's lambda
+    assert sorted(svg_tooltips(out)) == sorted(f"{op} {made_at}" for op in ("Softmax", "Mul", "Sum"))

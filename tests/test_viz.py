@@ -26,12 +26,12 @@ from tinygrad_sm.viz import (
 from tinygrad_sm.walk import backward_recording_grads, topo_order
 
 NODE_LINE = re.compile(r"^\s*(t\d+|m\d+) \[(.*)\]$")
-EDGE_LINE = re.compile(r"^\s*(t\d+|m\d+) -> (t\d+|m\d+)")
+EDGE_LINE = re.compile(r"^\s*(t\d+|m\d+) -> (t\d+|m\d+)(?! \[style=invis\])")
 CLUSTER_LABEL = re.compile(r'\blabel="([^"]*)"')
 
 
 def parse_dot(dot):
-    """{node: (attributes text, [enclosing cluster labels, outermost first])} and the list of edges."""
+    """{node: (attributes text, [enclosing cluster labels, outermost first])} and the list of drawn edges."""
     nodes, edges, clusters = {}, [], []
     for line in dot.splitlines():
         if line.strip().startswith("subgraph cluster_") and "legend" not in line:
@@ -313,13 +313,47 @@ def test_bad_options_raise_clear_errors():
         draw_graph(loss, grads=[1, 2])
 
 
-def test_rankdir_and_the_legend():
+def legend_entries(dot):
+    return re.findall(r"^\t\tlegend_(\w+) \[", dot.split("subgraph cluster_legend")[1], re.MULTILINE)
+
+
+def test_rankdir_and_the_legend_lists_only_what_is_drawn():
     loss, _ = small_mlp_loss()
     assert "rankdir=LR" in to_dot(loss, rankdir="LR")
-    legend = to_dot(loss).split("subgraph cluster_legend")[1]
-    for kind in ("parameter", "input", "number", "op", "output", "not", "NaN or Inf"):
-        assert kind in legend
-    assert "nn.Module" not in legend and "nn.Module" in to_dot(loss, collapse="modules").split("cluster_legend")[1]
+    assert legend_entries(to_dot(loss)) == ["parameter", "input", "op", "output", "grad_pending"]
+    assert legend_entries(to_dot(loss, show_grad=False)) == ["parameter", "input", "op", "output"]
+    relu = next(t for t in topo_order(loss) if t.grad_fn is not None and t.grad_fn.op_name == "Relu")
+    entries = legend_entries(to_dot(loss, collapse="modules", highlight=relu, faded=[loss]))
+    assert entries == ["input", "output", "module", "current", "faded", "grad_pending"]
+    legend = to_dot(loss, highlight=relu, faded=[loss]).split("subgraph cluster_legend")[1]
+    assert "current node" in legend and "pending: backward" in legend and "number" not in legend
+    w = Tensor(np.array([1.0, np.nan]), requires_grad=True, name="w")
+    assert legend_entries(to_dot((w * 2).sum())) == ["input", "constant", "op", "output", "grad_pending", "nonfinite"]
+
+
+def cluster_extents(svg_path):
+    """{cluster label: (top y, bottom y)} of the clusters dot drew."""
+    extents = {}
+    for group in ElementTree.parse(svg_path).getroot().iter("{http://www.w3.org/2000/svg}g"):
+        if group.get("class") == "cluster":
+            label = next(group.iter("{http://www.w3.org/2000/svg}text")).text
+            outline = next(e for e in group if e.tag.endswith(("path", "polygon")))
+            points = outline.get("d") or outline.get("points")
+            ys = [float(y) for _, y in re.findall(r"(-?[\d.]+),(-?[\d.]+)", points)]
+            extents[label] = (min(ys), max(ys))
+    return extents
+
+
+@pytest.mark.parametrize("rankdir", ["TB", "BT"])
+def test_the_layers_are_drawn_one_after_the_other(rankdir, tmp_path):
+    loss, _ = small_mlp_loss()
+    extents = cluster_extents(render(loss, tmp_path / "mlp.svg", rankdir=rankdir))
+    layers = [extents[f"layers.{i}: {name}"] for i, name in enumerate(("Linear", "ReLU", "Linear"))]
+    if rankdir == "BT":
+        layers.reverse()
+    assert all(upper[1] < lower[0] for upper, lower in zip(layers, layers[1:])), layers  # no two side by side
+    order = [line for line in to_dot(loss).splitlines() if "style=invis" in line and "legend" not in line]
+    assert len(order) == 2  # the Relu output above layers.2's weight and bias
 
 
 def test_render_with_gradients_runs_backward_and_shows_every_gradient(tmp_path):
@@ -329,6 +363,12 @@ def test_render_with_gradients_runs_backward_and_shows_every_gradient(tmp_path):
     assert "layers.0: Linear" in texts and "layers.2: Linear" in texts and "grad = 1" in texts
     assert sum(t.startswith("grad min") for t in texts) == 3  # the output of each of the three modules
     assert all(parameter.grad is not None for parameter in model.parameters())
+    for name, parameter in model.named_parameters():  # the parameters' gradients, in their layer's box
+        grad = parameter.grad.data
+        stats = f"min {grad.min():.4g}  mean {grad.mean(dtype=np.float64):.4g}  max {grad.max():.4g}"
+        if grad.size <= 6:  # a few values are shown one by one
+            stats = "[" + ", ".join(f"{value:.4g}" for value in grad) + "]"
+        assert f"{name.split('.')[-1]} grad {stats}" in [text.replace("\xa0", " ") for text in texts]
 
 
 def fake_dot(tmp_path, monkeypatch, script):

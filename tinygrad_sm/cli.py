@@ -20,6 +20,7 @@ from tinygrad_sm.cases import MODEL_CASES, OP_CASES
 from tinygrad_sm.gradcheck import gradcheck, jacobian, localize, model_fn, numerical_jacobian
 from tinygrad_sm.tensor import Tensor
 from tinygrad_sm.train import LOGISTIC_DIGITS, MODELS, OPTIMIZERS, RECIPES, build_model, load_task, recipe_for, train
+from tinygrad_sm.walk import backward_order
 
 
 class UsageError(Exception):
@@ -66,7 +67,10 @@ def builtin_loss(name, batch_size=32, seed=0):
         raise UsageError(f"--batch-size {batch_size} is more than the {len(X)} training rows of {name}")
     images, labels = Tensor(X[:batch_size], name="images"), Tensor(y[:batch_size], name="labels")
     loss = F.binary_cross_entropy_with_logits if name == "logistic" else F.softmax_cross_entropy
-    return loss(model(images), labels), model
+    output = loss(model(images), labels)
+    for node in backward_order(output):  # made by the package, not by user code: `made outside user code`
+        node.made_at = None
+    return output, model
 
 
 def target_output(spec):
@@ -124,11 +128,7 @@ def debug_output(spec, batch_size=8, seed=0):
     (fn, inputs): floating-point inputs become leaves `x0, x1, ...` that require gradients.
     """
     if ":" not in spec:
-        from tinygrad_sm.walk import backward_order
-
         loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)
-        for node in backward_order(loss):  # made by the package, not by user code: no file and line to show
-            node.made_at = None
         return loss, None
     output = target_output(spec)
     if not output.requires_grad:

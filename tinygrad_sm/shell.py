@@ -9,6 +9,7 @@ import shlex
 import numpy as np
 
 from tinygrad_sm.debug import describe_array
+from tinygrad_sm.viz_labels import made_at_text
 from tinygrad_sm.walk import ModuleIndex, topo_order
 
 __all__ = ["DebuggerShell", "ScriptMistake"]
@@ -139,11 +140,10 @@ class DebuggerShell(cmd.Cmd):
 
     # ---- describing nodes ----
     def where_made(self, node):
-        """`made at file:line in layers.0: Linear` (the innermost module whose forward made it)."""
-        parts = [f"made at {node.where}"] if node.made_at is not None else []
-        if node.scope:
-            parts.append("in " + self.modules.label(node.scope[-1]))
-        return " ".join(parts) or "made outside user code"
+        """`made at file:line in layers.0: Linear` (the innermost module whose forward made it), or `made outside
+        user code` (as the picture's tooltips say)."""
+        module = f" in {self.modules.label(node.scope[-1])}" if node.scope else ""
+        return made_at_text(node) + module
 
     def label(self, node):
         return f"#{self.stepper.index_of(node)} {node.op_name}"

@@ -2,7 +2,7 @@
 
 `draw_graph(loss)` gives a `graphviz.Digraph` (inline SVG in Jupyter), `to_dot(loss)` its DOT text (no `dot`
 program needed), `render(loss, "graph.svg")` writes a file, `render_with_gradients` runs backward first.
-Where each tensor goes is `viz_layout`, how it looks `viz_labels`; only these import graphviz.
+Where each tensor goes is `viz_layout`, how it looks `viz_labels`; only this module imports graphviz.
 """
 
 import os
@@ -12,7 +12,7 @@ import graphviz
 
 from tinygrad_sm.files import write_atomically
 from tinygrad_sm.tensor import Tensor
-from tinygrad_sm.viz_labels import FONT, HIGHLIGHT_BORDER, NONFINITE_FILL, NodeLabels, add_legend
+from tinygrad_sm.viz_labels import FONT, HIGHLIGHT_BORDER, NONFINITE_FILL, NodeLabels, legend_lines
 from tinygrad_sm.viz_layout import GraphLayout
 from tinygrad_sm.walk import backward_recording_grads
 
@@ -96,11 +96,11 @@ def draw_graph(
         node_attr={"fontname": FONT, "fontsize": "11", "margin": "0.12,0.05", "penwidth": "1.2"},
         edge_attr={"color": "#64748b", "arrowsize": "0.6", "penwidth": "1.1", "fontname": FONT},
     )
-    clusters, representative, with_module = layout.arrange(labels)
+    clusters, representative = layout.arrange(labels)
     graph.node_count = len(set(representative.values()))
     layout.add_clusters(graph, clusters)
     layout.add_edges(graph, representative)
-    add_legend(graph, with_module, show_grad, rankdir)
+    graph.body.extend(legend_lines(labels.drawn, rankdir))
     return graph
 
 

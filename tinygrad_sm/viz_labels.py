@@ -4,9 +4,9 @@ NaN's styles, and the legend."""
 import html
 import re
 
-import graphviz
 import numpy as np
 
+PARAMETERS_SHOWN = 4  # a collapsed module shows the gradients of up to this many of its parameters
 SMALL_ARRAY = 6  # arrays up to this many elements show every value, bigger ones min / mean / max
 FONT = "Helvetica,Arial,sans-serif"
 MUTED = "#64748b"
@@ -27,6 +27,13 @@ LEGEND = {
     "output": "output (loss)",
     "module": "nn.Module\\n(collapsed)",
 }
+# state -> its legend entry, shown when a node in that state is drawn; in this order, after the kinds
+STATE_LEGEND = {
+    "current": "current node\\n(the debugger's)",
+    "faded": "pending: backward\\nhas not run it",
+    "grad_pending": "gradient not\\ncomputed yet",
+    "nonfinite": "NaN or Inf",
+}
 NONFINITE_FILL, NONFINITE_BORDER = "#fee2e2", "#dc2626"
 HIGHLIGHT_BORDER, HIGHLIGHT_WIDTH = "#db2777", "4"
 FADED_FILL, FADED_BORDER, FADED_TEXT = "#f8fafc", "#cbd5e1", "#94a3b8"
@@ -41,6 +48,7 @@ class NodeLabels:
         self.layout, self.modules, self.output = layout, layout.modules, layout.output
         self.show_data, self.show_grad, self.grads = show_data, show_grad, grads
         self.highlighted, self.faded = highlighted, faded
+        self.drawn = set()  # the kinds and states of the nodes made so far: the legend lists these only
 
     def gradient_of(self, tensor):
         if tensor.grad is not None:
@@ -65,8 +73,9 @@ class NodeLabels:
         attrs = _kind_style(kind)
         attrs["label"] = "<" + "<BR/>".join(lines) + ">"
         attrs["class"] = kind if kind != "output" else "op output" if tensor.grad_fn is not None else "output"
-        if tensor.grad_fn is not None and tensor.grad_fn.made_at is not None:
-            attrs["tooltip"] = f"{tensor.grad_fn.op_name} made at {tensor.grad_fn.where}"
+        if tensor.grad_fn is not None:
+            attrs["tooltip"] = f"{tensor.grad_fn.op_name} {made_at_text(tensor.grad_fn)}"
+        self.drawn.add(kind)
         self.restyle(attrs, grad_pending, nonfinite, id(tensor) in self.highlighted, faded)
         return attrs
 
@@ -105,6 +114,12 @@ class NodeLabels:
             values = sum(p.size for p in parameters)
             plural = "s" if len(parameters) != 1 else ""
             lines.append(_small(f"{len(parameters)} parameter{plural}, {values:,} values", "#15803d"))
+        for parameter in parameters[:PARAMETERS_SHOWN] if self.show_grad else ():
+            grad = self.gradient_of(parameter)
+            if grad is not None:
+                path, owner = self.modules.parameters[id(parameter)]
+                inside = path[len(self.modules.paths.get(id(module), "")):].lstrip(".")
+                lines.append(_grad_line(grad, f"{_escape(inside)} "))
         for tensor in leaving[:2]:
             lines.append(_small("out " + _shape_text(tensor.shape) + " " + str(tensor.dtype), MUTED))
             if self.show_data:
@@ -122,12 +137,15 @@ class NodeLabels:
         attrs = _kind_style("module")
         attrs["label"] = "<" + "<BR/>".join(lines) + ">"
         attrs["class"] = "module"
+        self.drawn.add("module")
         highlighted = bool(member_ids & self.highlighted)
         faded = bool(member_ids) and member_ids <= self.faded
         self.restyle(attrs, grad_pending, nonfinite, highlighted, faded)
         return attrs
 
     def restyle(self, attrs, grad_pending, nonfinite, highlighted, faded):
+        states = {"grad_pending": grad_pending, "nonfinite": nonfinite, "current": highlighted, "faded": faded}
+        self.drawn.update(state for state, drawn in states.items() if drawn)
         if grad_pending:
             attrs["style"] = attrs["style"] + ",dashed"
         if nonfinite:
@@ -139,31 +157,34 @@ class NodeLabels:
             attrs.update(color=HIGHLIGHT_BORDER, penwidth=HIGHLIGHT_WIDTH)
 
 
-def add_legend(graph, with_module, show_grad, rankdir):
-    legend = graphviz.Digraph(
-        name="cluster_legend",
-        graph_attr={"label": "legend", "fontsize": "10", "fontcolor": MUTED, "style": "rounded,dashed",
-                    "color": "#cbd5e1"},
-        node_attr={"fontsize": "9", "fontname": FONT, "width": "0.3", "height": "0.3", "margin": "0.06,0.03"},
-    )
-    entries = [kind for kind in KINDS if kind != "module" or with_module]
-    names = [f"legend_{kind}" for kind in entries]
-    for name, kind in zip(names, entries):
-        legend.node(name, LEGEND[kind], **_kind_style(kind), **{"class": "legend"})
-    extras = [
-        ("legend_pending", "gradient not\\ncomputed yet", {**_kind_style("parameter"), "style": "filled,dashed"}),
-        ("legend_nonfinite", "NaN or Inf", {**_kind_style("op"), "fillcolor": NONFINITE_FILL,
-                                            "color": NONFINITE_BORDER, "penwidth": "2"}),
+def made_at_text(node):
+    """`made at file:line` of the user code that made `node`, or `made outside user code` (a built-in model's
+    nodes, made by the package, have none): the debugger says the same."""
+    return f"made at {node.where}" if node.made_at is not None else "made outside user code"
+
+
+def legend_lines(drawn, rankdir):
+    """The DOT lines of the legend: one entry per kind and per state in `drawn`, in one row (one column in LR)."""
+    entries = [(kind, LEGEND[kind], _kind_style(kind)) for kind in KINDS if kind in drawn]
+    styles = {
+        "current": {**_kind_style("op"), "color": HIGHLIGHT_BORDER, "penwidth": HIGHLIGHT_WIDTH},
+        "faded": {**_kind_style("op"), "fillcolor": FADED_FILL, "color": FADED_BORDER, "fontcolor": FADED_TEXT},
+        "grad_pending": {**_kind_style("parameter"), "style": "filled,dashed"},
+        "nonfinite": {**_kind_style("op"), "fillcolor": NONFINITE_FILL, "color": NONFINITE_BORDER, "penwidth": "2"},
+    }
+    entries += [(state, label, styles[state]) for state, label in STATE_LEGEND.items() if state in drawn]
+    names = [f"legend_{name}" for name, _, _ in entries]
+    style = {"label": "legend", "fontsize": "10", "fontcolor": MUTED, "style": "rounded,dashed", "color": "#cbd5e1"}
+    node_style = {"fontsize": "9", "fontname": FONT, "width": "0.3", "height": "0.3", "margin": "0.06,0.03"}
+    lines = [
+        "\tsubgraph cluster_legend {\n", f"\t\tgraph [{_attr_list(style)}]\n", f"\t\tnode [{_attr_list(node_style)}]\n",
     ]
-    if show_grad:
-        for name, label, attrs in extras:
-            legend.node(name, label, **attrs, **{"class": "legend"})
-            names.append(name)
+    for name, (_, label, attrs) in zip(names, entries):
+        lines.append(f"\t\t{name} [{_attr_list({'label': label, **attrs, 'class': 'legend'})}]\n")
     if rankdir in ("TB", "BT"):  # one rank is a row; in LR/RL it would be a column, so chain the ranks
-        legend.body.append("\t{rank=same; " + "; ".join(names) + "}\n")
-    for tail, head in zip(names, names[1:]):
-        legend.edge(tail, head, style="invis")
-    graph.subgraph(legend)
+        lines.append("\t\t{rank=same; " + "; ".join(names) + "}\n")
+    lines += [f"\t\t{tail} -> {head} [style=invis]\n" for tail, head in zip(names, names[1:])]
+    return lines + ["\t}\n"]
 
 
 def _kind_style(kind):
@@ -251,11 +272,11 @@ def _values_line(array):
     return _small(_values_text(array), color)
 
 
-def _grad_line(grad):
+def _grad_line(grad, prefix=""):
     if not grad.any():
-        return _small("<B>grad = 0 everywhere</B>", ZERO_GRAD_COLOR)
+        return _small(f"<B>{prefix}grad = 0 everywhere</B>", ZERO_GRAD_COLOR)
     color = NONFINITE_BORDER if not _all_finite(grad) else GRAD_COLOR
-    return _small("grad " + _values_text(grad), color)
+    return _small(prefix + "grad " + _values_text(grad), color)
 
 
 def _attr_text(value):

@@ -73,7 +73,7 @@ class GraphLayout:
 
     def arrange(self, labels):
         """Every node's DOT name and attributes in its cluster: ({tuple of module ids: (modules, [(name, attrs)])},
-        {id(tensor): the name of the node it is drawn in}, whether any module is drawn as one node)."""
+        {id(tensor): the name of the node it is drawn in})."""
         clusters = {}
         units = {}  # tuple of module ids -> the tensors drawn as that one module node
         representative = {}
@@ -91,7 +91,7 @@ class GraphLayout:
         for unit, members in units.values():
             name = representative[id(members[0])]
             self.place(clusters, unit[:-1], name, labels.module_attrs(unit[-1], members))
-        return clusters, representative, bool(units)
+        return clusters, representative
 
     def place(self, clusters, scope, name, attrs):
         key = tuple(map(id, scope))
@@ -146,4 +146,17 @@ class GraphLayout:
                     graph.body.append(f"\t{tail} -> {head} [{label}]\n")
                 else:
                     graph.body.append(f"\t{tail} -> {head}\n")
+            graph.body.extend(self.order_edges(tensor, representative))
+
+    def order_edges(self, tensor, representative):
+        """Invisible edges from the values flowing into `tensor`'s op to the parameters it also takes, so that a
+        layer's parameters, and with them its cluster, sit below the layer before instead of beside it."""
+        parents = tensor.grad_fn.parents
+        flowing = [representative[id(p)] for p in parents if p.grad_fn is not None]
+        parameters = [representative[id(p)] for p in parents if id(p) in self.modules.parameters]
+        return [
+            f"\t{tail} -> {head} [style=invis]\n"
+            for tail in dict.fromkeys(flowing) for head in dict.fromkeys(parameters)
+            if head.startswith("t") and tail != head and head != representative[id(tensor)]
+        ]
 
