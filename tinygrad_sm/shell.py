@@ -42,8 +42,8 @@ class DebuggerShell(cmd.Cmd):
 
     prompt = "(tgsm) "
 
-    def __init__(self, stepper, stdout=None):
-        super().__init__(stdout=stdout)
+    def __init__(self, stepper, stdin=None, stdout=None):
+        super().__init__(stdin=stdin, stdout=stdout)
         self.stepper = stepper
         self.breakpoints = {}  # number -> ("op", op name) or ("node", index in backward order)
         self.breakpoint_numbers = itertools.count(1)
@@ -61,8 +61,15 @@ class DebuggerShell(cmd.Cmd):
                 super().cmdloop(intro)
                 return
             except KeyboardInterrupt:
-                self.say("\n--KeyboardInterrupt-- (`quit` or Ctrl-D leaves)")
+                self.say("\n--KeyboardInterrupt-- " + (self.stopped_early() or "(`quit` or Ctrl-D leaves)"))
                 intro = ""
+
+    def stopped_early(self):
+        """What to say when backward's loop was stopped inside (Ctrl-C while it ran a node): it cannot resume."""
+        ran, total = len(self.stepper.steps), len(self.stepper.nodes)
+        if self.stepper.finished and ran < total:
+            return f"backward was stopped after {ran:,} of {total:,} nodes and cannot go on; `quit` and start again"
+        return None
 
     def run_script(self, lines):
         """Run commands without a terminal, each line split at ";" and echoed after the prompt; stops at `quit`."""
@@ -244,7 +251,7 @@ class DebuggerShell(cmd.Cmd):
         """step [n] (s, n, next): run the next n nodes of backward (default 1); show what came in and went out."""
         count = self.count(arg, "step")
         if self.stepper.finished:
-            self.say("backward has finished; nothing left to step (`quit` to leave)")
+            self.say(self.stopped_early() or "backward has finished; nothing left to step (`quit` to leave)")
             return
         steps = (self.step_text(self.ran(self.stepper.step())) for _ in range(min(count, len(self.stepper.pending))))
         self.say_paged(steps, ("step", "steps", "`grad NODE` shows any node that has run"), STEPS_SHOWN, STEPS_SHOWN)
@@ -255,7 +262,7 @@ class DebuggerShell(cmd.Cmd):
         """continue (c, cont): run until a node with a breakpoint (see `break`) has run, or to the end."""
         self.words(arg, "continue", 0, "no arguments")
         if self.stepper.finished:
-            self.say("backward has finished; nothing left to run")
+            self.say(self.stopped_early() or "backward has finished; nothing left to run")
             return
         stopped = []
 
