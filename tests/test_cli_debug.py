@@ -50,6 +50,25 @@ TARGET = textwrap.dedent(
 
     def failing_function():
         return (lambda x: x.sum()), [np.ones(2), np.ones(3)]  # one parameter, two inputs
+
+
+    def tanh_chain():
+        def fn(x):
+            for _ in range(100):
+                x = x.tanh()
+            return x.sum()
+        return fn, [np.array([0.5, -0.25])]
+
+
+    def shortcut():
+        def fn(x):
+            y = x.tanh()
+            return (y.exp().exp() + y).sum()
+        return fn, [np.array([0.5, -0.25])]
+
+
+    def one_node():
+        return (lambda x: x.sum()), [np.ones(2)]
     """
 )
 WEIGHTS = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
@@ -89,7 +108,7 @@ def test_commands_option_steps_through_backward(target, capsys):
     status, out, err = run_cli(["debug", f"{target}:weighted_softmax", "--commands", "step; step; step; where"], capsys)
     assert status == 0 and err == ""
     assert_backward_transcript(out)
-    assert "backward finished: 3 nodes run; .grad set on 1 leaves" in out
+    assert "backward finished: 3 nodes run; .grad set on 1 leaf" in out
     assert "shape (2, 3) float64" in out and "(tgsm) step" in out
 
 
@@ -100,7 +119,7 @@ def test_print_grad_list_break_continue(target, capsys):
     assert "#0 Sum  output shape ()" in out and "#2 Softmax  output shape (2, 3)" in out
     softmax = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
     assert format_array(softmax) in out  # print 2 and print at the breakpoint: the softmax values
-    assert "breakpoint set on Softmax" in out and "breakpoint at Softmax:" in out
+    assert "breakpoint 1 at op Softmax" in out and "breakpoint 1 at op Softmax:" in out
     assert "#1 Mul  output shape (2, 3)  grad_output max |value| 1.0000" in out
     assert "no nodes left: backward has finished" in out
     assert "backward has finished; nothing left to step" in out
@@ -132,8 +151,8 @@ def test_unknown_command_or_node_prints_one_line_and_goes_on(target, capsys):
     assert reply["(tgsm) print 7"] == "print: no node #7; this graph has nodes #0 to #2"
     assert reply["(tgsm) grad Sofmax"].startswith("grad: no node 'Sofmax'")
     assert reply["(tgsm) grad 1"].endswith("#1 Mul has not run yet: `step` or `continue` to reach it")
-    assert reply["(tgsm) step two"].startswith("step takes a count of nodes")
-    assert reply["(tgsm) break Conv"].startswith("no op 'Conv' in this graph; its ops: Mul, Softmax, Sum")
+    assert reply["(tgsm) step two"].startswith("step: step takes a count of nodes of at least 1")
+    assert reply["(tgsm) break Conv"] == "break: no op 'Conv' in this graph; its ops: Mul, Softmax, Sum"
     assert reply["(tgsm) jacobian"].startswith("jacobian: no current node yet")
     assert reply["(tgsm) step"].startswith("#0 Sum") and status == 2  # a script with mistakes is a usage error
 
@@ -190,7 +209,7 @@ def test_prompt_through_a_pseudo_terminal(target):
     child.logfile_read = _Collector(transcript)
     child.expect_exact("(tgsm) ")
     for command, reply in [
-        ("help", "break OP: stop `continue`"),
+        ("help", "break [OP|NODE] (b): stop `continue`"),
         ("step", "#0 Sum"),
         ("blah", "unknown command 'blah'"),
         ("step 2", "#2 Softmax"),
@@ -199,11 +218,21 @@ def test_prompt_through_a_pseudo_terminal(target):
         child.sendline(command)
         child.expect_exact(reply)
         child.expect_exact("(tgsm) ")
-    child.sendline("quit")
+    child.send("ste")  # Ctrl-C drops the line being typed and the session goes on, as in pdb
+    child.expect_exact("ste")  # the prompt has read it (keys pressed faster than by hand can overtake readline)
+    child.sendintr()
+    child.expect_exact("--KeyboardInterrupt--")
+    child.expect_exact("(tgsm) ")
+    child.sendline("w")
+    child.expect_exact("(step 3 of 3)")
+    child.expect_exact("(tgsm) ")
+    child.sendline("q")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert_backward_transcript("".join(transcript).replace("\r\n", "\n"))
+    text = "".join(transcript).replace("\r\n", "\n")
+    assert_backward_transcript(text)
+    assert "unknown command" not in text.split("--KeyboardInterrupt--")[1]
 
 
 class _Collector:
@@ -230,3 +259,122 @@ def test_help_on_one_command_and_the_node_count_in_the_header(target, capsys):
     assert status == 0  # asking for a gradient that is not there yet is not a mistake in the script
     assert "check [NODE]: the node's backward against finite differences" in out
     assert "3 nodes, starting gradient 1" in out
+
+
+def transcript(out):
+    """The replies of a script, without the header and the echoed commands."""
+    return [line for line in out.splitlines()[1:] if not line.startswith("(tgsm) ")]
+
+
+def test_pdbs_short_forms_do_what_the_long_ones_do(target, capsys):
+    spec = f"{target}:weighted_softmax"
+    long = "break Softmax; step; next; print; where; up; down; list; clear 1; continue; help step; quit"
+    short = "b Softmax; s; n; p; w; u; d; l; cl 1; c; h s; q"
+    status_long, out_long, _ = run_cli(["debug", spec, "--commands", long], capsys)
+    status_short, out_short, _ = run_cli(["debug", spec, "--commands", short], capsys)
+    assert status_long == status_short == 0
+    assert transcript(out_short) == transcript(out_long)
+    assert "cleared breakpoint 1 at op Softmax" in out_short and "backward finished" in out_short
+    assert "step [n] (s, n, next):" in out_short  # help names the short forms
+    for spelled, full in [("bt", "where"), ("cont", "continue")]:
+        assert transcript(run_cli(["debug", spec, "--commands", spelled], capsys)[1]) == transcript(
+            run_cli(["debug", spec, "--commands", full], capsys)[1])
+
+
+def test_break_at_a_step_index_and_clear_by_number_op_or_node(target, capsys):
+    spec = f"{target}:tanh_chain"  # backward order: #0 Sum, then #1 to #100 Tanh, the last applied first
+    commands = "break Tanh; break 50; break #50; break; clear 1; break; continue; where"
+    status, out, _ = run_cli(["debug", spec, "--commands", commands], capsys)
+    lines = out.splitlines()
+    assert status == 0
+    assert "breakpoint 1 at op Tanh" in lines and "breakpoint 2 at node #50 Tanh" in lines
+    assert "breakpoint 2 is already at node #50 Tanh" in lines
+    assert "breakpoints: 1 op Tanh, 2 node #50 Tanh" in lines and "breakpoints: 2 node #50 Tanh" in lines
+    assert "breakpoint 2 at node #50 Tanh:" in lines  # not #1: breakpoint 1 (op Tanh) was cleared
+    assert "(step 51 of 101; next: #51 Tanh)" in lines
+    status, out, _ = run_cli(["debug", spec, "--commands", "step 3; break 2; break 7; clear Tanh; clear #7; clear"],
+                             capsys)
+    assert status == 2 and "#2 Tanh has already run; `list` shows the nodes still to run" in out
+    assert "clear: no breakpoint at Tanh; `break` lists them" in out  # the only breakpoint is on node #7
+    assert "cleared breakpoint 1 at node #7 Tanh" in out and "no breakpoints to clear" in out
+    for mistake, says in [("clear 4", "clear: no breakpoint 4; breakpoints: none"),
+                          ("break 101", "break: no node #101; this graph has nodes #0 to #100"),
+                          ("clear Relu", "clear: no op 'Relu' in this graph; its ops: Sum, Tanh")]:
+        status, out, _ = run_cli(["debug", spec, "--commands", mistake], capsys)
+        assert status == 2 and says in out
+
+
+def test_where_shows_the_shortest_chain_and_up_down_walk_it(target, capsys):
+    # (exp(exp(y)) + y).sum(), y = tanh(x): Sum #0, Add #1, Exp #2, Exp #3, Tanh #4; Tanh's shortest way up is Add
+    status, out, _ = run_cli(["debug", f"{target}:shortcut", "--commands", "continue; where; up; where; print; "
+                              "up 5; up; down 9; down; grad"], capsys)
+    lines = out.splitlines()
+    start = lines.index("(tgsm) where")
+    assert [line[:10] for line in lines[start + 1:start + 4]] == ["  #0 Sum  ", "  #1 Add  ", "> #4 Tanh "]
+    assert lines[start + 4] == "(step 5 of 5)"
+    second = lines.index("(tgsm) where", start + 1)
+    assert [line[:10] for line in lines[second + 1:second + 4]] == ["  #0 Sum  ", "> #1 Add  ", "  #4 Tanh "]
+    y = np.tanh(np.array([0.5, -0.25]))
+    assert format_array(np.exp(np.exp(y)) + y) in out  # print: the selected node's (Add's) output
+    assert "(tgsm) up 5\n> #0 Sum" in out and "already at the output's node (#0)" in out
+    assert "(tgsm) down 9\n> #4 Tanh" in out and "already at the current node" in out
+    assert out.split("(tgsm) grad\n")[1].startswith("#4 Tanh")  # after `down`, the current node again
+    assert status == 0
+
+
+@pytest.mark.parametrize(
+    "commands, reply",
+    [("step 0", "step: step takes a count of nodes of at least 1, e.g. `step 3`; got '0'"),
+     ("quit now", "quit: quit takes no arguments; got 'now'"),
+     ("continue 3", "continue: continue takes no arguments; got '3'"),
+     ("print 1 2", "print: print takes at most one NODE (a number from `list` or an op name); got '1 2'"),
+     ("up 0", "up: up takes a count of nodes of at least 1, e.g. `up 3`; got '0'"),
+     ("list 2 3", "list: list takes `all` or one node number, e.g. `list #40`; got '2 3'")],
+)
+def test_wrong_arguments_are_one_line_and_a_mistake(commands, reply, target, capsys):
+    status, out, _ = run_cli(["debug", f"{target}:weighted_softmax", "--commands", f"{commands}; where"], capsys)
+    lines = out.splitlines()
+    assert status == 2 and lines[2] == reply and lines[3] == "(tgsm) where"  # the session went on
+
+
+def test_long_listings_show_their_start_and_end_and_say_how_to_see_more(target, capsys):
+    spec = f"{target}:tanh_chain"  # 101 nodes
+    status, out, _ = run_cli(["debug", spec, "--commands", "list"], capsys)
+    lines = transcript(out)
+    assert status == 0 and len(lines) == 21
+    assert [line.split()[0] for line in lines[:10] + lines[11:]] == [f"#{i}" for i in [*range(10), *range(91, 101)]]
+    assert lines[10] == "... 81 nodes not shown (`list all` shows every one, `list #N` from node #N) ..."
+    assert len(transcript(run_cli(["debug", spec, "--commands", "list all"], capsys)[1])) == 101
+    lines = transcript(run_cli(["debug", spec, "--commands", "list #40"], capsys)[1])
+    assert [line.split()[0] for line in lines[:20]] == [f"#{i}" for i in range(40, 60)]
+    assert lines[20:] == ["... 41 more nodes (`list #60` goes on) ..."]
+    status, out, _ = run_cli(["debug", spec, "--commands", "step 50; continue"], capsys)
+    shown = [line.split()[0] for line in out.splitlines() if line.startswith("#")]
+    assert shown == [f"#{i}" for i in [0, 1, 2, 47, 48, 49, *range(50, 60), *range(91, 101)]]
+    assert "... 44 steps not shown (`grad NODE` shows any node that has run) ..." in out
+    assert "... 31 nodes not shown (`grad NODE` shows any node that has run) ..." in out
+    assert "backward finished: 101 nodes run; .grad set on 1 leaf" in out
+    out = run_cli(["debug", spec, "--commands", "continue; where"], capsys)[1]
+    chain = out.split("(tgsm) where\n")[1].splitlines()
+    assert len(chain) == 22 and chain[10] == "... 81 nodes not shown (`up N` and `down N` walk the chain) ..."
+    assert chain[-2].startswith("> #100 Tanh") and chain[-1] == "(step 101 of 101)"
+
+
+@pytest.mark.parametrize(
+    "commands, says",
+    [("break Foo", "break: no op 'Foo' in this graph"),
+     ("step; graph {tmp}/missing/g.svg", "graph: "),
+     ("graph {tmp}/g.txt", "graph: cannot tell the format"),
+     ("graph", "graph: graph takes one FILE")],
+)
+def test_a_script_with_a_mistake_exits_2_as_the_readme_says(commands, says, target, tmp_path, capsys):
+    status, out, _ = run_cli(["debug", f"{target}:weighted_softmax", "--commands", commands.format(tmp=tmp_path)],
+                             capsys)
+    assert status == 2 and says in out and not (tmp_path / "missing").exists()
+
+
+def test_the_finished_line_says_node_and_leaf_in_the_singular(target, capsys):
+    out = run_cli(["debug", f"{target}:one_node", "--commands", "step"], capsys)[1]
+    assert "backward finished: 1 node run; .grad set on 1 leaf" in out
+    out = run_cli(["debug", "softmax", "--batch-size", "2", "--commands", "continue"], capsys)[1]
+    assert "backward finished: 2 nodes run; .grad set on 2 leaves" in out

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from tinygrad_sm.cli import main
+from tinygrad_sm.viz import MAX_LAYOUT_NODES
 
 SVG_TEXT = "{http://www.w3.org/2000/svg}text"
 
@@ -43,6 +44,13 @@ def target(tmp_path):
 
         def broken():
             return (lambda z: z @ z.reshape(1, 2)), [np.ones(3)]
+
+        def chain():
+            def fn(x):
+                for _ in range(10_000):
+                    x = x * 1.0001
+                return x.sum()
+            return fn, [np.ones(3)]
     """))
     return str(path)
 
@@ -130,3 +138,50 @@ def test_a_batch_larger_than_the_training_set_is_a_usage_error(tmp_path, capsys)
     status, out, err = run_cli(argv, capsys)
     assert status == 2 and out == "" and not os.listdir(tmp_path)
     assert err == "tinygrad-sm graph: error: --batch-size 100000 is more than the 288 training rows of logistic\n"
+
+
+def test_a_graph_too_big_for_dot_is_refused_in_one_line_and_its_dot_text_kept(target, tmp_path, capsys):
+    out = tmp_path / "big.svg"
+    status, stdout, stderr = run_cli(["graph", f"{target}:chain", "--out", str(out)], capsys)
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "20,002 nodes, more than --max-nodes 10,000" in stderr  # x, 10,000 constants, 10,000 products, Sum
+    assert "--collapse modules, --format dot, or --max-nodes 0" in stderr and str(tmp_path / "big.dot") in stderr
+    assert (tmp_path / "big.dot").read_text().startswith("digraph") and not out.exists()
+    status, _, stderr = run_cli(["graph", "mlp", "--out", str(out), "--collapse", "modules", "--max-nodes", "3"],
+                                capsys)
+    assert status == 2 and "6 nodes, more than --max-nodes 3" in stderr and "Try --format dot" in stderr
+    help_text = subprocess.run([sys.executable, "-m", "tinygrad_sm", "graph", "--help"], capture_output=True, text=True)
+    assert f"default {MAX_LAYOUT_NODES:,}" in " ".join(help_text.stdout.split())
+
+
+def test_dot_crashing_is_one_line_exit_2_and_the_dot_text_kept(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "dot").write_text("#!/bin/sh\ncat > /dev/null; kill -SEGV $$\n")
+    (folder / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "g.svg"
+    status, stdout, stderr = run_cli(["graph", "softmax", "--out", str(out), "--max-nodes", "0"], capsys)
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert "`dot -Tsvg` was killed by SIGSEGV" in stderr and str(tmp_path / "g.dot") in stderr
+    assert (tmp_path / "g.dot").read_text().startswith("digraph") and not out.exists()
+
+
+def svg_tooltips(path):
+    links = ElementTree.parse(path).getroot().iter("{http://www.w3.org/2000/svg}a")
+    return [link.get("{http://www.w3.org/1999/xlink}title") for link in links]
+
+
+def test_tooltips_say_where_user_code_made_each_op_and_built_in_models_were_made_outside(target, tmp_path, capsys,
+                                                                                        monkeypatch):
+    out = tmp_path / "mlp.svg"
+    assert run_cli(["graph", "mlp", "--out", str(out)], capsys)[0] == 0
+    tooltips = svg_tooltips(out)
+    assert sorted(tooltips) == sorted(f"{op} made outside user code" for op in
+                                      ("Linear", "Relu", "Linear", "SoftmaxCrossEntropy"))
+    _, listing, _ = run_cli(["debug", "mlp", "--commands", "list"], capsys)
+    assert "#1 Linear  output shape (8, 10)  made outside user code in layers.2: Linear" in listing  # one rule
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["graph", "target.py:softmax_loss", "--out", str(out)], capsys)[0] == 0
+    made_at = "made at target.py:7"  # the factory's lambda
+    assert sorted(svg_tooltips(out)) == sorted(f"{op} {made_at}" for op in ("Softmax", "Mul", "Sum"))

@@ -426,3 +426,26 @@ def test_a_chain_deeper_than_the_recursion_limit():
     steps = BackwardStepper(y.sum()).finish()
     assert len(steps) == 3 * sys.getrecursionlimit() + 1 and [s.index for s in steps] == list(range(len(steps)))
     np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
+
+
+def test_ctrl_c_inside_backward_says_it_cannot_go_on():
+    import io
+
+    from tinygrad_sm.shell import DebuggerShell
+
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    middle = x.tanh()
+    loss = (middle * 2).sum()
+
+    def interrupt(grad):  # as Ctrl-C does when it lands while the engine runs a node
+        raise KeyboardInterrupt
+
+    middle.register_hook(interrupt)
+    output = io.StringIO()
+    shell = DebuggerShell(BackwardStepper(loss), stdin=io.StringIO("continue\nstep\ncontinue\nquit\n"), stdout=output)
+    shell.use_rawinput = False
+    shell.cmdloop()
+    said = output.getvalue()
+    stopped = "backward was stopped after 2 of 3 nodes and cannot go on; `quit` and start again"
+    assert f"--KeyboardInterrupt-- {stopped}" in said and said.count(stopped) == 3  # and for `step`, `continue`
+    assert x.grad is None

@@ -9,12 +9,14 @@ import graphviz
 import numpy as np
 import pytest
 
-from tinygrad_sm import Tensor, nn
+from tinygrad_sm import Tensor, nn, viz
 from tinygrad_sm import functional as F
 from tinygrad_sm.viz import (
     HIGHLIGHT_BORDER,
     NONFINITE_FILL,
+    DotFailedError,
     DotNotFoundError,
+    GraphTooLargeError,
     draw_graph,
     render,
     render_with_gradients,
@@ -24,12 +26,12 @@ from tinygrad_sm.viz import (
 from tinygrad_sm.walk import backward_recording_grads, topo_order
 
 NODE_LINE = re.compile(r"^\s*(t\d+|m\d+) \[(.*)\]$")
-EDGE_LINE = re.compile(r"^\s*(t\d+|m\d+) -> (t\d+|m\d+)")
+EDGE_LINE = re.compile(r"^\s*(t\d+|m\d+) -> (t\d+|m\d+)(?! \[style=invis\])")
 CLUSTER_LABEL = re.compile(r'\blabel="([^"]*)"')
 
 
 def parse_dot(dot):
-    """{node: (attributes text, [enclosing cluster labels, outermost first])} and the list of edges."""
+    """{node: (attributes text, [enclosing cluster labels, outermost first])} and the list of drawn edges."""
     nodes, edges, clusters = {}, [], []
     for line in dot.splitlines():
         if line.strip().startswith("subgraph cluster_") and "legend" not in line:
@@ -311,13 +313,47 @@ def test_bad_options_raise_clear_errors():
         draw_graph(loss, grads=[1, 2])
 
 
-def test_rankdir_and_the_legend():
+def legend_entries(dot):
+    return re.findall(r"^\t\tlegend_(\w+) \[", dot.split("subgraph cluster_legend")[1], re.MULTILINE)
+
+
+def test_rankdir_and_the_legend_lists_only_what_is_drawn():
     loss, _ = small_mlp_loss()
     assert "rankdir=LR" in to_dot(loss, rankdir="LR")
-    legend = to_dot(loss).split("subgraph cluster_legend")[1]
-    for kind in ("parameter", "input", "number", "op", "output", "not", "NaN or Inf"):
-        assert kind in legend
-    assert "nn.Module" not in legend and "nn.Module" in to_dot(loss, collapse="modules").split("cluster_legend")[1]
+    assert legend_entries(to_dot(loss)) == ["parameter", "input", "op", "output", "grad_pending"]
+    assert legend_entries(to_dot(loss, show_grad=False)) == ["parameter", "input", "op", "output"]
+    relu = next(t for t in topo_order(loss) if t.grad_fn is not None and t.grad_fn.op_name == "Relu")
+    entries = legend_entries(to_dot(loss, collapse="modules", highlight=relu, faded=[loss]))
+    assert entries == ["input", "output", "module", "current", "faded", "grad_pending"]
+    legend = to_dot(loss, highlight=relu, faded=[loss]).split("subgraph cluster_legend")[1]
+    assert "current node" in legend and "pending: backward" in legend and "number" not in legend
+    w = Tensor(np.array([1.0, np.nan]), requires_grad=True, name="w")
+    assert legend_entries(to_dot((w * 2).sum())) == ["input", "constant", "op", "output", "grad_pending", "nonfinite"]
+
+
+def cluster_extents(svg_path):
+    """{cluster label: (top y, bottom y)} of the clusters dot drew."""
+    extents = {}
+    for group in ElementTree.parse(svg_path).getroot().iter("{http://www.w3.org/2000/svg}g"):
+        if group.get("class") == "cluster":
+            label = next(group.iter("{http://www.w3.org/2000/svg}text")).text
+            outline = next(e for e in group if e.tag.endswith(("path", "polygon")))
+            points = outline.get("d") or outline.get("points")
+            ys = [float(y) for _, y in re.findall(r"(-?[\d.]+),(-?[\d.]+)", points)]
+            extents[label] = (min(ys), max(ys))
+    return extents
+
+
+@pytest.mark.parametrize("rankdir", ["TB", "BT"])
+def test_the_layers_are_drawn_one_after_the_other(rankdir, tmp_path):
+    loss, _ = small_mlp_loss()
+    extents = cluster_extents(render(loss, tmp_path / "mlp.svg", rankdir=rankdir))
+    layers = [extents[f"layers.{i}: {name}"] for i, name in enumerate(("Linear", "ReLU", "Linear"))]
+    if rankdir == "BT":
+        layers.reverse()
+    assert all(upper[1] < lower[0] for upper, lower in zip(layers, layers[1:])), layers  # no two side by side
+    order = [line for line in to_dot(loss).splitlines() if "style=invis" in line and "legend" not in line]
+    assert len(order) == 2  # the Relu output above layers.2's weight and bias
 
 
 def test_render_with_gradients_runs_backward_and_shows_every_gradient(tmp_path):
@@ -327,3 +363,76 @@ def test_render_with_gradients_runs_backward_and_shows_every_gradient(tmp_path):
     assert "layers.0: Linear" in texts and "layers.2: Linear" in texts and "grad = 1" in texts
     assert sum(t.startswith("grad min") for t in texts) == 3  # the output of each of the three modules
     assert all(parameter.grad is not None for parameter in model.parameters())
+    for name, parameter in model.named_parameters():  # the parameters' gradients, in their layer's box
+        grad = parameter.grad.data
+        stats = f"min {grad.min():.4g}  mean {grad.mean(dtype=np.float64):.4g}  max {grad.max():.4g}"
+        if grad.size <= 6:  # a few values are shown one by one
+            stats = "[" + ", ".join(f"{value:.4g}" for value in grad) + "]"
+        assert f"{name.split('.')[-1]} grad {stats}" in [text.replace("\xa0", " ") for text in texts]
+
+
+def fake_dot(tmp_path, monkeypatch, script):
+    """A `dot` first on PATH that runs `script` (a shell line) instead of graphviz."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "dot").write_text(f"#!/bin/sh\n{script}\n")
+    (folder / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_node_count_is_the_boxes_drawn():
+    loss, _ = small_mlp_loss()
+    assert draw_graph(loss).node_count == 10 and draw_graph(loss, collapse="modules").node_count == 6
+
+
+def test_a_graph_past_max_nodes_is_refused_before_dot_runs_and_its_dot_text_kept(tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    fake_dot(tmp_path, monkeypatch, "touch ran; exit 1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GraphTooLargeError, match="10 nodes .* more than 9; the DOT text is in") as raised:
+        write_graph(graph, tmp_path / "g.svg", max_nodes=9)
+    assert raised.value.nodes == 10 and raised.value.limit == 9 and "\n" not in str(raised.value)
+    assert (tmp_path / "g.dot").read_text() == graph.source
+    assert not (tmp_path / "g.svg").exists() and not (tmp_path / "ran").exists()
+    with pytest.raises(DotFailedError):  # max_nodes=None: dot runs (and this one fails)
+        write_graph(graph, tmp_path / "g.svg", max_nodes=None)
+    assert (tmp_path / "ran").exists()
+
+
+def test_jupyter_does_not_lay_out_a_huge_graph(monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    monkeypatch.setattr(viz, "MAX_LAYOUT_NODES", 9)
+    (text,) = graph._repr_mimebundle_().values()
+    assert text.startswith("not drawn inline: 10 nodes") and "collapse='modules'" in text
+
+
+@pytest.mark.parametrize(
+    "script, says",
+    [("cat > /dev/null; kill -SEGV $$", "`dot -Tsvg` was killed by SIGSEGV on a graph of 10 nodes"),
+     ("cat > /dev/null; echo 'Error: out of memory' >&2; echo more >&2; exit 3",
+      "exited with status 3: Error: out of memory on")],
+)
+def test_dot_failing_is_one_line_and_keeps_the_dot_text(script, says, tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+    fake_dot(tmp_path, monkeypatch, script)
+    with pytest.raises(DotFailedError) as raised:
+        write_graph(graph, tmp_path / "g.svg")
+    message = str(raised.value)
+    assert says in message and "\n" not in message and str(tmp_path / "g.dot") in message
+    assert (tmp_path / "g.dot").read_text() == graph.source and not (tmp_path / "g.svg").exists()
+
+
+def test_dot_closing_its_input_early_is_a_failure_too(tmp_path, monkeypatch):
+    loss, _ = small_mlp_loss()
+    graph = draw_graph(loss)
+
+    def broken_pipe(**options):  # what subprocess raised once when a failing `dot` exited before reading it all
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(graph, "pipe", broken_pipe)
+    with pytest.raises(DotFailedError, match="`dot -Tpng` stopped reading its input on a graph of 10 nodes"):
+        write_graph(graph, tmp_path / "g.png")
+    assert (tmp_path / "g.dot").read_text() == graph.source

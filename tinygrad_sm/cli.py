@@ -24,6 +24,7 @@ from tinygrad_sm.files import check_writable
 from tinygrad_sm.gradcheck import gradcheck, jacobian, localize, model_fn, numerical_jacobian
 from tinygrad_sm.tensor import Tensor
 from tinygrad_sm.train import LOGISTIC_DIGITS, MODELS, OPTIMIZERS, RECIPES, build_model, load_task, recipe_for, train
+from tinygrad_sm.walk import backward_order
 
 
 class UsageError(Exception):
@@ -73,7 +74,10 @@ def builtin_loss(name, batch_size=32, seed=0):
         raise UsageError(f"--batch-size {batch_size} is more than the {len(X)} training rows of {name}")
     images, labels = Tensor(X[:batch_size], name="images"), Tensor(y[:batch_size], name="labels")
     loss = F.binary_cross_entropy_with_logits if name == "logistic" else F.softmax_cross_entropy
-    return loss(model(images), labels), model
+    output = loss(model(images), labels)
+    for node in backward_order(output):  # made by the package, not by user code: `made outside user code`
+        node.made_at = None
+    return output, model
 
 
 def _requires_gradient(value):
@@ -177,11 +181,7 @@ def debug_output(spec, batch_size=8, seed=0):
     (fn, inputs): floating-point inputs become leaves `x0, x1, ...` that require gradients.
     """
     if ":" not in spec:
-        from tinygrad_sm.walk import backward_order
-
         loss, _ = builtin_loss(spec, batch_size=batch_size, seed=seed)
-        for node in backward_order(loss):  # made by the package, not by user code: no file and line to show
-            node.made_at = None
         return loss, None
     output = target_output(spec)
     if not output.requires_grad:
@@ -191,7 +191,8 @@ def debug_output(spec, batch_size=8, seed=0):
 
 
 def cmd_debug(args):
-    from tinygrad_sm.debug import BackwardStepper, DebuggerShell
+    from tinygrad_sm.debug import BackwardStepper
+    from tinygrad_sm.shell import DebuggerShell
 
     output, grad = debug_output(args.target, batch_size=args.batch_size, seed=args.seed)
     stepper = BackwardStepper(output, grad)
@@ -201,11 +202,7 @@ def cmd_debug(args):
           f"{nodes}, starting gradient {start}; `help` lists the commands")
     shell = DebuggerShell(stepper)
     if args.commands is None and sys.stdin.isatty():
-        try:
-            shell.cmdloop()
-        except KeyboardInterrupt:
-            print()
-            return 130
+        shell.cmdloop()  # Ctrl-C drops the line, as in pdb
         return 1 if shell.failed_checks else 0
     shell.run_script([args.commands] if args.commands is not None else sys.stdin)
     return 2 if shell.mistakes else 1 if shell.failed_checks else 0  # a script with a mistake is a usage error
@@ -377,14 +374,23 @@ def graph_output(spec, batch_size=32, seed=0):
 
 
 def cmd_graph(args):
-    from tinygrad_sm.viz import render
+    from tinygrad_sm.viz import MAX_LAYOUT_NODES, GraphTooLargeError, render
 
     check_graph_path(args.out, args.format)
+    max_nodes = MAX_LAYOUT_NODES if args.max_nodes is None else args.max_nodes or None
     output, grads = graph_output(args.target, batch_size=args.batch_size, seed=args.seed)
-    path = render(
-        output, args.out, format=args.format, show_data=not args.no_data, show_grad=not args.no_grad,
-        rankdir=args.rankdir, collapse=args.collapse, grads=grads,
-    )
+    try:
+        path = render(
+            output, args.out, format=args.format, show_data=not args.no_data, show_grad=not args.no_grad,
+            rankdir=args.rankdir, collapse=args.collapse, grads=grads, max_nodes=max_nodes,
+        )
+    except GraphTooLargeError as error:
+        collapse = "" if args.collapse else "--collapse modules, "
+        raise UsageError(
+            f"not drawing {args.out}: {error.nodes:,} nodes, more than --max-nodes {error.limit:,} (`dot` takes "
+            f"minutes or crashes past that); the DOT text is in {error.dot_path}. Try {collapse}--format dot, "
+            f"or --max-nodes 0 to run dot anyway"
+        ) from None
     print(path)
     return 0
 
@@ -485,6 +491,8 @@ def build_parser():
     graph.add_argument("--no-grad", action="store_true", help="leave out the gradients")
     graph.add_argument("--collapse", choices=("modules",), help="draw each module (layer) as one node")
     graph.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    graph.add_argument("--max-nodes", type=non_negative_int,
+                       help="refuse to lay out more nodes than this (default 10,000; 0: no limit)")
     graph.add_argument("--batch-size", type=positive_int, default=32, help="rows of digits for a built-in model")
     graph.add_argument("--seed", type=non_negative_int, default=0)
     graph.set_defaults(run=cmd_graph)
