@@ -21,7 +21,7 @@ from tinygrad_sm.viz import INSTALL_DOT, DotNotFoundError, draw_graph
 from tinygrad_sm.walk import topo_order
 
 HEATMAP_LIMIT = 64  # arrays up to 64 x 64 (2-D, or 1-D up to 64) carry their values for a heat map
-SVG_NODE = re.compile(r'<g id="(node\d+)" class="node">\s*<title>(t\d+)</title>')
+SVG_NODE = re.compile(r'<g id="(node\d+)" class="(node[^"]*)">\s*<title>(t\d+)</title>')
 
 
 def write_page(stepper_or_output, path):
@@ -105,9 +105,9 @@ def graph_svg(stepper, steps):
     step_of = {step["node"]: step["index"] for step in steps}
 
     def tag(match):
-        node_id, name = match.groups()
+        node_id, classes, name = match.groups()
         step = f' data-tgsm-step="{step_of[name]}"' if name in step_of else ""
-        return f'<g id="{node_id}" class="node" data-tgsm-node="{name}"{step}>\n<title>{name}</title>'
+        return f'<g id="{node_id}" class="{classes}" data-tgsm-node="{name}"{step}>\n<title>{name}</title>'
 
     return SVG_NODE.sub(tag, svg[svg.index("<svg"):])
 
