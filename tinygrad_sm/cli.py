@@ -194,6 +194,8 @@ def cmd_debug(args):
     from tinygrad_sm.debug import BackwardStepper, DebuggerShell
 
     if args.html is not None:
+        if args.commands is not None:
+            raise UsageError("--html writes the page and --commands runs the prompt: give one of them")
         check_writable(args.html)
     output, grad = debug_output(args.target, batch_size=args.batch_size, seed=args.seed)
     stepper = BackwardStepper(output, grad)

@@ -196,7 +196,7 @@ class BackwardStepper:
         return write_page(self, path)
 
     def _repr_html_(self):
-        """Jupyter: the step-through page (backward run to the end) in a sandboxed frame of its own."""
+        """Jupyter: the step-through page of the steps run so far (the rest listed as pending), in a sandboxed frame."""
         import html
 
         from tinygrad_sm.page import render_page
