@@ -21,7 +21,7 @@ from tinygrad_sm.files import write_atomically
 from tinygrad_sm.gradcheck import check_node, check_nodes
 from tinygrad_sm.tensor import Tensor, no_grad
 from tinygrad_sm.viz import INSTALL_DOT, DotNotFoundError, _attr_text, _index_text, draw_graph
-from tinygrad_sm.walk import topo_order
+from tinygrad_sm.walk import ModuleIndex, topo_order
 
 HEATMAP_LIMIT = 64  # arrays up to 64 x 64 (2-D, or 1-D up to 64) carry their values for a heat map
 SOFTMAX_OPS = ("Softmax", "SoftmaxCrossEntropy")
@@ -58,6 +58,7 @@ def page_data(stepper):
     """What the page's script shows: one dict per step run, in backward order, and the nodes still pending."""
     tensors = topo_order(stepper.output, requiring_grad=False)
     names = {id(tensor): f"t{position}" for position, tensor in enumerate(tensors)}
+    parameters = ModuleIndex(tensors).parameters
     verdicts = check_nodes(stepper.output, fast=True).nodes
     steps = []
     for step in stepper.steps:
@@ -75,7 +76,7 @@ def page_data(stepper):
             "grad_output": summarize(step.grad_output),
             "grad_inputs": [
                 dict(summarize(grad) if grad is not None else {"none": True, "shape": list(parent.shape)},
-                     to=_parent_label(stepper, parent))
+                     to=_parent_label(stepper, parameters, parent))
                 for parent, grad in zip(step.parents, step.grad_inputs)
             ],
             "check": _verdict(verdict),
@@ -166,9 +167,12 @@ def graph_svg(stepper, steps):
     return SVG_EDGE.sub(tag_edge, SVG_NODE.sub(tag_node, svg[svg.index("<svg"):]))
 
 
-def _parent_label(stepper, parent):
+def _parent_label(stepper, parameters, parent):
+    """`#3 Linear` for a node's output, `parameter layers.0.weight`, `leaf x`, `constant labels`."""
     if parent.grad_fn is not None:
         return f"#{stepper.index_of(parent.grad_fn)} {parent.grad_fn.op_name}"
+    if id(parent) in parameters:
+        return f"parameter {parameters[id(parent)][0]}"
     kind = "leaf" if parent.requires_grad else "constant"
     return f"{kind} {parent.name}" if parent.name else kind
 
@@ -308,8 +312,9 @@ SCRIPT = """
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("tgsm-steps").textContent);
-  var steps = data.steps, current = -1;
+  var steps = data.steps, current = -1, shown = -1;
   var $ = function (id) { return document.getElementById(id); };
+  var DETAIL_WIDTH = 450;  // #tgsm-detail's width in the CSS
   var nodes = {}, nodeByName = {}, edgesInto = {};
   document.querySelectorAll("g.node[data-tgsm-node]").forEach(function (g) {
     nodeByName[g.getAttribute("data-tgsm-node")] = g;
@@ -467,19 +472,19 @@ SCRIPT = """
       } else grads.appendChild(arrayCard("grad_input " + k + " \\u2192 " + g.to, g, true));
     });
     jacobianCard(step);
-    Object.keys(nodes).forEach(function (k) {
-      var i = Number(k);
-      nodes[k].classList.toggle("tgsm-current", i === current);
-      nodes[k].classList.toggle("tgsm-done", i < current);
-      nodes[k].classList.toggle("tgsm-pending", i > current);
-    });
-    document.querySelectorAll("g.edge.tgsm-flow").forEach(function (g) { g.classList.remove("tgsm-flow"); });
+    var low = shown < 0 ? 0 : Math.min(shown, current), high = shown < 0 ? steps.length - 1 : Math.max(shown, current);
+    for (var k = low; k <= high; k++) {  // only the steps whose state changed: a graph of thousands stays quick
+      if (nodes[k]) {
+        nodes[k].classList.toggle("tgsm-current", k === current);
+        nodes[k].classList.toggle("tgsm-done", k < current);
+        nodes[k].classList.toggle("tgsm-pending", k > current);
+      }
+      list.children[k].classList.toggle("tgsm-current", k === current);
+      list.children[k].classList.toggle("tgsm-done", k < current);
+    }
+    if (shown >= 0) (edgesInto[steps[shown].node] || []).forEach(function (g) { g.classList.remove("tgsm-flow"); });
     (edgesInto[step.node] || []).forEach(function (g) { g.classList.add("tgsm-flow"); });
-    Array.prototype.forEach.call(list.children, function (item, k) {
-      if (k >= steps.length) return;
-      item.classList.toggle("tgsm-current", k === current);
-      item.classList.toggle("tgsm-done", k < current);
-    });
+    shown = current;
     var item = list.children[current];
     if (item) reveal(list, item, 0);
     if (scroll !== false && nodes[current]) reveal(pane, nodes[current], 40);
@@ -515,7 +520,9 @@ SCRIPT = """
   if (wrong.length) summary.className += " tgsm-bad";
 
   var pane = $("tgsm-graph"), svg = pane.querySelector("svg"), zoom = 1;
-  var natural = svg ? svg.getBoundingClientRect().width : 0, fitting = natural ? (pane.clientWidth - 16) / natural : 1;
+  // sizes read without a layout (slow for a graph of thousands): the SVG's own width, the pane's from the window's
+  var natural = svg ? svg.width.baseVal.value : 0, paneWidth = window.innerWidth - DETAIL_WIDTH - 50;
+  var fitting = natural ? paneWidth / natural : 1;
   function setZoom(value) {
     zoom = Math.max(0.05, Math.min(3, value));
     if (svg) svg.style.width = (natural * zoom) + "px";
