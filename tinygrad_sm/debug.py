@@ -202,7 +202,7 @@ class BackwardStepper:
         from tinygrad_sm.page import render_page
 
         return (f'<iframe srcdoc="{html.escape(render_page(self))}" sandbox="allow-scripts" '
-                f'style="width:100%;height:640px;border:1px solid #cbd5e1"></iframe>')
+                f'style="width:100%;height:720px;border:1px solid #cbd5e1"></iframe>')
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return self.graph()._repr_mimebundle_(include=include, exclude=exclude)

@@ -271,7 +271,7 @@ main { flex: 1; display: flex; gap: 10px; padding: 10px; min-height: 0; }
 #tgsm-graph { flex: 1; overflow: auto; padding: 6px; }
 #tgsm-graph svg { height: auto; }
 #tgsm-zoom { display: inline-block; min-width: 40px; text-align: center; }
-#tgsm-detail { width: 450px; flex: none; overflow-y: auto; }
+#tgsm-detail { width: min(450px, 42vw); flex: none; overflow-y: auto; }
 .tgsm-card { background: #fff; border: 1px solid #cbd5e1; border-radius: 8px; padding: 8px 10px; margin-bottom: 8px; }
 .tgsm-card h3 { margin: 0 0 4px; font-size: 13px; }
 .tgsm-card.tgsm-wrong-card { border-color: #dc2626; background: #fef2f2; }
@@ -314,7 +314,7 @@ SCRIPT = """
   var data = JSON.parse(document.getElementById("tgsm-steps").textContent);
   var steps = data.steps, current = -1, shown = -1;
   var $ = function (id) { return document.getElementById(id); };
-  var DETAIL_WIDTH = 450;  // #tgsm-detail's width in the CSS
+  var DETAIL_WIDTH = Math.min(450, 0.42 * window.innerWidth);  // #tgsm-detail's width in the CSS
   var nodes = {}, nodeByName = {}, edgesInto = {};
   document.querySelectorAll("g.node[data-tgsm-node]").forEach(function (g) {
     nodeByName[g.getAttribute("data-tgsm-node")] = g;
