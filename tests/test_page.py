@@ -260,3 +260,16 @@ def test_nan_and_inf_are_red(browser, tmp_path):
     assert warning.text_content().strip() == "1 Inf"
     assert warning.evaluate("element => getComputedStyle(element).color") == "rgb(220, 38, 38)"
     assert errors == []
+
+
+def test_the_inline_view_of_a_stepper_half_way(browser, tmp_path):
+    stepper = BackwardStepper(mlp_loss())
+    stepper.step(2)
+    (tmp_path / "inline.html").write_text(render_page(stepper))
+    page, errors, _ = open_page(browser, tmp_path / "inline.html")
+    assert page.text_content("#tgsm-op") == stepper.current.op_name
+    assert page.is_disabled("#tgsm-next")
+    assert page.locator("g.node.tgsm-pending").count() == len(stepper.pending) == 2
+    assert page.locator("g.node.tgsm-done").count() == 1
+    assert page.locator("#tgsm-list li.tgsm-pending").count() == len(stepper.pending)
+    assert len(stepper.steps) == 2 and errors == []
