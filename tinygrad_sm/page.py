@@ -404,7 +404,8 @@ SCRIPT = """
       var counts = (summary.nan ? summary.nan + " NaN  " : "") + (summary.inf ? summary.inf + " Inf" : "");
       card.appendChild(element("div", counts, "tgsm-nonfinite"));
     }
-    if (withValues && summary.values) card.appendChild(heatmap(summary.values));
+    var many = summary.values && summary.values.length * summary.values[0].length > 1;
+    if (withValues && many) card.appendChild(heatmap(summary.values));
     return card;
   }
 
@@ -531,7 +532,7 @@ SCRIPT = """
   $("tgsm-zoom-in").addEventListener("click", function () { setZoom(zoom * 1.25); show(current); });
   $("tgsm-zoom-out").addEventListener("click", function () { setZoom(zoom / 1.25); show(current); });
   $("tgsm-fit").addEventListener("click", function () { setZoom(fitting); show(current); });
-  setZoom(Math.min(1, Math.max(0.6, fitting)));
+  setZoom(Math.min(1, Math.max(0.75, fitting)));  // below 75% the labels get hard to read: scroll instead
   $("tgsm-prev").addEventListener("click", function () { show(current - 1); });
   $("tgsm-next").addEventListener("click", function () { show(current + 1); });
   document.addEventListener("keydown", function (event) {
