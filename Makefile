@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 	else \
 		echo "graphviz's 'dot' is missing; install it with: sudo apt-get install graphviz"; \
 	fi
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the system chromium (for the page's browser tests) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing (the page's browser tests skip); install it with: sudo apt-get install chromium"; \
+	fi
 	touch $(STAMP)
 
 demo: $(STAMP)

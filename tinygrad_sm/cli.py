@@ -194,8 +194,15 @@ def cmd_debug(args):
     from tinygrad_sm.debug import BackwardStepper
     from tinygrad_sm.shell import DebuggerShell
 
+    if args.html is not None:
+        if args.commands is not None:
+            raise UsageError("--html writes the page and --commands runs the prompt: give one of them")
+        check_writable(args.html)
     output, grad = debug_output(args.target, batch_size=args.batch_size, seed=args.seed)
     stepper = BackwardStepper(output, grad)
+    if args.html is not None:
+        print(f"wrote {stepper.to_html(args.html)}: {len(stepper.steps)} backward steps of {args.target}")
+        return 0
     start = "1" if grad is None else "ones (the output has more than one element)"
     nodes = f"{len(stepper.nodes)} node{'' if len(stepper.nodes) == 1 else 's'}"
     print(f"debugging backward of {args.target}: output shape {output.shape} {output.dtype}, "
@@ -457,6 +464,7 @@ def build_parser():
                        help="a built-in model (softmax, logistic, mlp; default softmax) or file.py:name, "
                             "a factory returning (fn, inputs)")
     debug.add_argument("--commands", help='commands to run without a prompt, separated by ";", e.g. "step; print"')
+    debug.add_argument("--html", metavar="PATH", help="write the step-through page (one offline HTML file) and exit")
     debug.add_argument("--batch-size", type=positive_int, default=8, help="rows of digits for a built-in model")
     debug.add_argument("--seed", type=non_negative_int, default=0)
     debug.set_defaults(run=cmd_debug)

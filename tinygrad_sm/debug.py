@@ -187,6 +187,21 @@ class BackwardStepper:
         highlight = (self.current.node,) if self.current is not None else ()
         return draw_graph(self.output, highlight=highlight, faded=tuple(self.pending), grads=grads, **options)
 
+    def to_html(self, path):
+        """Run backward to the end and write the step-through page (`page.write_page`) to `path`; returns it."""
+        from tinygrad_sm.page import write_page  # the page draws with graphviz: imported only when written
+
+        return write_page(self, path)
+
+    def _repr_html_(self):
+        """Jupyter: the step-through page of the steps run so far (the rest listed as pending), in a sandboxed frame."""
+        import html
+
+        from tinygrad_sm.page import render_page
+
+        return (f'<iframe srcdoc="{html.escape(render_page(self))}" sandbox="allow-scripts" '
+                f'style="width:100%;height:720px;border:1px solid #cbd5e1"></iframe>')
+
     def _repr_mimebundle_(self, include=None, exclude=None):
         return self.graph()._repr_mimebundle_(include=include, exclude=exclude)
 
