@@ -379,3 +379,20 @@ def test_call_backward_is_the_check_that_gradcheck_and_the_debugger_share():
     grad_x, grad_c = call_backward(z.grad_fn, np.ones((2, 2)))
     np.testing.assert_array_equal(grad_x, [[2.0, 3.0], [2.0, 3.0]])
     assert grad_c is None  # the constant needs none: not even computed (Mul checks needs_input_grad)
+
+
+class SumAsFloat(Function):
+    """Σ x returned as a Python float, as a custom op may: numpy's dtype for it (float64), not a list's float32."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return float(x.sum())
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return np.ones(2) * grad_output
+
+
+def test_an_op_returning_a_python_number_gives_numpys_dtype():
+    out = SumAsFloat.apply(Tensor(np.array([1.0, 2.0]), requires_grad=True))
+    assert out.dtype == np.float64 and out.item() == 3.0

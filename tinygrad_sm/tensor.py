@@ -119,7 +119,7 @@ class Tensor:
             tensors.append(tensor)
             arrays.append(tensor.data)
             needs_input_grad.append(tensor.requires_grad)
-        out = Tensor(watch.forward(ctx, arrays) if watch.watching.active else op.forward(ctx, *arrays))
+        out = Tensor(watch.forward(ctx, arrays) if watch.watching.active else np.asarray(op.forward(ctx, *arrays)))
         if settings.grad_enabled and True in needs_input_grad and out.data.dtype.kind == "f":
             ctx.parents = tuple(tensors)
             ctx.needs_input_grad = tuple(needs_input_grad)
