@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tinygrad_sm import Tensor
+from tinygrad_sm.function import Function
 
 
 def numerical_gradients(fn, arrays, weights, eps=1e-6):
@@ -51,3 +52,17 @@ def rng():
 
 
 Cube = runpy.run_path(str(pathlib.Path(__file__).parent.parent / "examples" / "custom_op.py"))["Cube"]
+
+
+class WrongSquare(Function):
+    """x² with a wrong derivative (x instead of 2x): the per-node check must catch it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * x

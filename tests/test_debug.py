@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import numerical_gradients, relative_error
+from conftest import WrongSquare, numerical_gradients, relative_error
 
-from tinygrad_sm import Function, Tensor, nn
+from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
 from tinygrad_sm.cases import OP_CASES
 from tinygrad_sm.debug import AnomalyError, BackwardStepper, detect_anomaly
@@ -132,20 +132,6 @@ def test_grad_inputs_equal_finite_differences(case):
         assert step.grad_inputs[index].shape == tensor.shape
         assert relative_error(step.grad_inputs[index], expected) < 1e-6, f"{case.name}, input {index}"
     assert step.check().ok
-
-
-class WrongSquare(Function):
-    """x² with a wrong derivative (x instead of 2x): the per-node check must catch it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * x
 
 
 def test_check_finds_the_wrong_node_only():

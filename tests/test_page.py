@@ -11,9 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import WrongSquare
 from playwright import sync_api
 
-from tinygrad_sm import Function, Tensor, nn
+from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
 from tinygrad_sm.debug import BackwardStepper
 from tinygrad_sm.page import render_page, write_page
@@ -22,20 +23,6 @@ from tinygrad_sm.walk import backward_order
 CHROMIUM = "/usr/bin/chromium"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "out")
-
-
-class WrongSquare(Function):
-    """x² with a wrong derivative (x instead of 2x)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * x
 
 
 def mlp_loss(seed=0):
