@@ -31,7 +31,6 @@ def topo_order(root, requiring_grad=True):
 _sequence_number = operator.attrgetter("grad_fn.sequence_number")
 
 
-
 def backward_order(output):
     """The nodes in the order `backward()` runs them: reverse topological, output's node first."""
     return [tensor.grad_fn for tensor in reversed(topo_order(output)) if tensor.grad_fn is not None]
