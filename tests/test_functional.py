@@ -155,7 +155,7 @@ def test_fused_loss_is_one_node_whose_parents_are_logits_and_target():
     assert loss.grad_fn.op_name == "SoftmaxCrossEntropy"
     assert loss.grad_fn.parents[0] is logits
     np.testing.assert_array_equal(loss.grad_fn.parents[1].data, labels)
-    steps = list(backward_steps(loss, seed_gradient(loss)))
+    steps = list(backward_steps([loss], [seed_gradient(loss)]))
     assert [node.op_name for node, _, _ in steps] == ["SoftmaxCrossEntropy"]  # the whole graph: one node
 
     target = Tensor(soft)

@@ -262,7 +262,7 @@ def test_engine_casts_a_gradient_to_its_inputs_dtype_and_makes_numpy_scalars_arr
     (Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum().backward()  # float32 * float64: Mul's gradients are float64
     assert Probe.got == (np.ndarray, np.float32) and x32.grad.dtype == np.float32
     out = (Probe.apply(x32) * Tensor(np.array([3.0, 4.0]))).sum()
-    steps = list(backward_steps(out, seed_gradient(out)))
+    steps = list(backward_steps([out], [seed_gradient(out)]))
     assert steps[1][0].op_name == "Mul" and steps[1][2][0].dtype == np.float32  # the debugger sees the cast one
 
     scalar = Tensor(np.array(0.5), requires_grad=True)
@@ -298,7 +298,7 @@ def test_nodes_run_in_reverse_creation_order_and_hooks_see_the_whole_gradient():
     d.register_hook(lambda grad: seen.setdefault("d", grad.data.copy()))
     c.register_hook(lambda grad: seen.setdefault("c", grad.data.copy()))
     out = (c * d).sum()
-    order = [node for node, _, _ in backward_steps(out, seed_gradient(out))]
+    order = [node for node, _, _ in backward_steps([out], [seed_gradient(out)])]
     assert order == [out.grad_fn, out.grad_fn.parents[0].grad_fn, c.grad_fn, d.grad_fn]
     np.testing.assert_allclose(seen["c"], d.data)
     np.testing.assert_allclose(seen["d"], c.data)

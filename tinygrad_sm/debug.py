@@ -101,7 +101,7 @@ class BackwardStepper:
         self.finished = False
         self._index = {id(node): i for i, node in enumerate(self.nodes)}
         self._done = set()
-        self._loop = backward_steps(output, seed_gradient(output, grad))
+        self._loop = backward_steps([output], [seed_gradient(output, grad)])
 
     @property
     def current(self):

@@ -81,7 +81,7 @@ def _backward_rows(output, leaves, upstreams=None):
                 upstream = upstreams[k]
             for leaf in leaves:
                 leaf.grad = None
-            for _ in backward_steps(output, seed_gradient(output, upstream), retain_graph=True):
+            for _ in backward_steps([output], [seed_gradient(output, upstream)], retain_graph=True):
                 pass
             for leaf, matrix in zip(leaves, matrices):
                 matrix[k] = 0.0 if leaf.grad is None else leaf.grad.data.reshape(-1)

@@ -1,6 +1,9 @@
-"""The primitive ops: one small Function each, forward and backward on numpy arrays.
+"""The primitive ops: one small Function each, forward on numpy arrays, backward on arrays or Tensors.
 
 Each docstring gives the derivative in one line of math; `g` is the upstream gradient (grad_output).
+A backward is written in operations numpy arrays and Tensors share (`*`, `@`, `.sum`, `.reshape`, `.mT`, the
+helpers `exp`, `log`, `sigmoid`, `broadcast_to`, ... below): on arrays it is the fast first-order backward, on
+Tensors (`create_graph`) the same lines record the gradient as a graph that can be differentiated again.
 """
 
 import math
@@ -49,16 +52,61 @@ def normalize_axes(axis, ndim, op_name="axis"):
     return tuple(sorted(a % max(ndim, 1) for a in axes))
 
 
-def sigmoid(x):
-    """σ(x) = 1 / (1 + exp(-x)) = exp(-log(1 + exp(-x))), without overflow in either tail."""
-    return np.exp(-np.logaddexp(0, -x))
-
-
 def expand_reduced(grad, input_shape, axis, keepdims):
     """Broadcast the gradient of a reduction over `axis` back to the input's shape."""
     if not keepdims:
-        grad = np.expand_dims(grad, normalize_axes(axis, len(input_shape)))
-    return np.broadcast_to(grad, input_shape)
+        axes = normalize_axes(axis, len(input_shape))
+        grad = grad.reshape(tuple(1 if i in axes else n for i, n in enumerate(input_shape)))
+    return broadcast_to(grad, input_shape)
+
+
+# ---- functions of an array or a Tensor: numpy on arrays, the recorded op on Tensors (create_graph) ----
+
+def exp(x):
+    return np.exp(x) if isinstance(x, np.ndarray) else x.exp()
+
+
+def log(x):
+    return np.log(x) if isinstance(x, np.ndarray) else x.log()
+
+
+def sigmoid(x):
+    """σ(x) = 1 / (1 + exp(-x)) = exp(-log(1 + exp(-x))), without overflow in either tail."""
+    return np.exp(-np.logaddexp(0, -x)) if isinstance(x, np.ndarray) else x.sigmoid()
+
+
+def softmax(x, axis):
+    if not isinstance(x, np.ndarray):
+        return x.softmax(axis)
+    exps = np.exp(x - x.max(axis=axis, keepdims=True))
+    return exps / exps.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis):
+    if not isinstance(x, np.ndarray):
+        return x.log_softmax(axis)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def broadcast_to(x, shape):
+    return np.broadcast_to(x, shape) if isinstance(x, np.ndarray) else BroadcastTo.apply(x, shape=shape)
+
+
+def add_at(grad, shape, index):
+    """Zeros of `shape` with `grad` added at `index` (repeated indices accumulate): the backward of x[index]."""
+    if not isinstance(grad, np.ndarray):
+        return AddAt.apply(grad, shape=shape, index=index)
+    out = np.zeros(shape, dtype=grad.dtype)
+    if _has_array_index(index):
+        np.add.at(out, index, grad)
+    else:
+        out[index] = grad
+    return out
+
+
+def cast(x, dtype):
+    return x.astype(dtype, copy=False) if isinstance(x, np.ndarray) else Cast.apply(x, dtype=dtype)
 
 
 # ---- elementwise binary ops (numpy broadcasting; backward unbroadcasts) ----
@@ -140,9 +188,9 @@ class Pow(Function):
     def backward(ctx, grad_output):
         a, b, out = ctx.saved_tensors
         grad_a = None
-        if ctx.needs_input_grad[0]:  # b a^(b-1) is 0 where b = 0, also at a = 0 (where a^-1 would be inf)
-            grad_a = unbroadcast(grad_output * b * a ** np.where(b == 0, 1, b - 1), a.shape)
-        grad_b = unbroadcast(grad_output * out * np.log(a), b.shape) if ctx.needs_input_grad[1] else None
+        if ctx.needs_input_grad[0]:  # b a^(b-1) with the exponent 0 where b = 0: 0 also at a = 0, not 0 * inf
+            grad_a = unbroadcast(grad_output * b * a ** (b - (b != 0)), a.shape)
+        grad_b = unbroadcast(grad_output * out * log(a), b.shape) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
@@ -173,9 +221,9 @@ class MatMul(Function):
         g = g[..., None, :] if a.ndim == 1 else g
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_a = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            grad_a = unbroadcast(g @ b2.mT, a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            grad_b = unbroadcast(np.swapaxes(a2, -1, -2) @ g, b2.shape).reshape(b.shape)
+            grad_b = unbroadcast(a2.mT @ g, b2.shape).reshape(b.shape)
         return grad_a, grad_b
 
 
@@ -343,15 +391,14 @@ class Max(Function):
     def forward(ctx, x):
         normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         out = x.max(axis=ctx.axis, keepdims=True)
-        ctx.save_for_backward(x, out)
+        ctx.save_for_backward((x == out) | np.isnan(x))  # a NaN is the maximum numpy reports: it takes the gradient
         return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
 
     @staticmethod
     def backward(ctx, grad_output):
-        x, out = ctx.saved_tensors
-        is_max = (x == out) | np.isnan(x)  # a NaN is the maximum numpy reports: it takes the gradient
-        share = is_max / is_max.sum(axis=ctx.axis, keepdims=True)
-        return expand_reduced(grad_output, x.shape, ctx.axis, ctx.keepdims) * share.astype(x.dtype)
+        (is_max,) = ctx.saved_tensors
+        share = (is_max / is_max.sum(axis=ctx.axis, keepdims=True)).astype(grad_output.dtype)
+        return expand_reduced(grad_output, is_max.shape, ctx.axis, ctx.keepdims) * share
 
 
 # ---- shape and indexing ----
@@ -388,8 +435,8 @@ class Transpose(Function):
     @staticmethod
     def backward(ctx, grad_output):
         if ctx.axes is None:
-            return np.transpose(grad_output)
-        return np.transpose(grad_output, np.argsort([a % grad_output.ndim for a in ctx.axes]))
+            return grad_output.transpose()
+        return grad_output.transpose(tuple(np.argsort([a % grad_output.ndim for a in ctx.axes])))
 
 
 def _has_array_index(index):
@@ -406,26 +453,74 @@ class GetItem(Function):
             out = x[ctx.index]
         except IndexError as error:
             raise IndexError(f"indexing a tensor of shape {x.shape}: {error}") from None
-        ctx.save_for_backward(x.shape, x.dtype)
+        ctx.save_for_backward(x.shape)
         return np.asarray(out)
 
     @staticmethod
     def backward(ctx, grad_output):
-        shape, dtype = ctx.saved_tensors
-        grad = np.zeros(shape, dtype=dtype)
-        if _has_array_index(ctx.index):
-            np.add.at(grad, ctx.index, grad_output)
-        else:
-            grad[ctx.index] = grad_output
-        return grad
+        (shape,) = ctx.saved_tensors
+        return add_at(grad_output, shape, ctx.index)
+
+
+class BroadcastTo(Function):
+    """d broadcast_to(x, shape) = g summed back to x's shape (unbroadcast)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        try:
+            out = np.broadcast_to(x, ctx.shape)
+        except ValueError:
+            raise ValueError(f"broadcast_to: shape {x.shape} does not broadcast to {ctx.shape}") from None
+        ctx.save_for_backward(x.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (shape,) = ctx.saved_tensors
+        return unbroadcast(grad_output, shape)
+
+
+class AddAt(Function):
+    """d add_at(g, shape, index) = g'[index]: zeros with g added at index, the backward of x[index] as an op"""
+
+    @staticmethod
+    def forward(ctx, grad):
+        return add_at(grad, ctx.shape, ctx.index)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output[ctx.index]
+
+
+class Stack(Function):
+    """d stack(x₀, x₁, ...) = g[0], g[1], ...   (the inputs, of one shape, along a new first axis)"""
+
+    @staticmethod
+    def forward(ctx, *arrays):
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError(f"stack: every input must have the same shape, got {[a.shape for a in arrays]}")
+        return np.stack(arrays)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return tuple(grad_output[i] for i in range(len(ctx.parents)))
+
+
+class Cast(Function):
+    """d x.astype(dtype) = g cast back to x's dtype"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x.dtype)
+        return x.astype(ctx.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (dtype,) = ctx.saved_tensors
+        return cast(grad_output, dtype)
 
 
 # ---- the softmax family (fused, stable: shifted by the max) ----
-
-def _log_softmax(x, axis):
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-
 
 class Softmax(Function):
     """d softmax(x) = a ⊙ (g - Σ g ⊙ a), i.e. g times the Jacobian diag(a) - a aᵀ"""
@@ -433,8 +528,7 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x):
         normalize_axes(ctx.axis, x.ndim, ctx.op_name)
-        exps = np.exp(x - x.max(axis=ctx.axis, keepdims=True))
-        out = exps / exps.sum(axis=ctx.axis, keepdims=True)
+        out = softmax(x, ctx.axis)
         ctx.save_for_backward(out)
         return out
 
@@ -450,14 +544,14 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x):
         normalize_axes(ctx.axis, x.ndim, ctx.op_name)
-        out = _log_softmax(x, ctx.axis)
+        out = log_softmax(x, ctx.axis)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad_output):
         (out,) = ctx.saved_tensors
-        return grad_output - np.exp(out) * grad_output.sum(axis=ctx.axis, keepdims=True)
+        return grad_output - exp(out) * grad_output.sum(axis=ctx.axis, keepdims=True)
 
 
 class LogSumExp(Function):
@@ -472,13 +566,15 @@ class LogSumExp(Function):
         sums = exps.sum(axis=ctx.axis, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):  # a row of -inf: log Σ = -inf, its softmax 0/0 = nan
             out = top + np.log(sums)
-            ctx.save_for_backward(exps / sums)  # softmax from the shifted exps: exp(x - out) loses out's rounding
+            ctx.save_for_backward(x, exps / sums)  # softmax from the shifted exps: exp(x - out) loses out's rounding
         return np.asarray(out if ctx.keepdims else np.squeeze(out, axis=ctx.axis))
 
     @staticmethod
     def backward(ctx, grad_output):
-        (probabilities,) = ctx.saved_tensors
-        return expand_reduced(grad_output, probabilities.shape, ctx.axis, ctx.keepdims) * probabilities
+        x, probabilities = ctx.saved_tensors
+        if probabilities is None:  # create_graph: the softmax again, from x as a Tensor in the graph
+            probabilities = softmax(x, ctx.axis)
+        return expand_reduced(grad_output, x.shape, ctx.axis, ctx.keepdims) * probabilities
 
 
 def _reduce(losses, reduction):
@@ -507,27 +603,25 @@ class SoftmaxCrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target):
-        log_probs = _log_softmax(logits, axis=1)
+        log_probs = log_softmax(logits, axis=1)
         rows = np.arange(logits.shape[0])
         if target.ndim == 1:
             losses = -log_probs[rows, target]
         else:
             losses = -(target * log_probs).sum(axis=1)
-        ctx.save_for_backward(log_probs, target)
+        ctx.save_for_backward(logits, target, log_probs)
         return _reduce(losses, ctx.reduction)
 
     @staticmethod
     def backward(ctx, grad_output):
-        log_probs, target = ctx.saved_tensors
-        scale = _scale_for_reduction(grad_output, ctx.reduction, log_probs.shape[0])
-        grad_logits = np.exp(log_probs)
-        if target.ndim == 1:
-            grad_logits[np.arange(target.shape[0]), target] -= 1
-        else:
-            grad_logits -= target
-        grad_logits *= scale
-        grad_target = -log_probs * scale if target.ndim == 2 and ctx.needs_input_grad[1] else None
-        return grad_logits, grad_target
+        logits, target, log_probs = ctx.saved_tensors
+        if log_probs is None:  # create_graph: the log-probabilities again, from the logits as a Tensor in the graph
+            log_probs = log_softmax(logits, axis=1)
+        scale = _scale_for_reduction(grad_output, ctx.reduction, logits.shape[0])
+        if target.ndim == 1:  # labels as one-hot rows (bool)
+            target = target[:, None] == np.arange(logits.shape[1])
+        grad_target = -log_probs * scale if ctx.needs_input_grad[1] else None
+        return (exp(log_probs) - target) * scale, grad_target
 
 
 class BinaryCrossEntropyWithLogits(Function):

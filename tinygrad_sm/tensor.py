@@ -1,5 +1,6 @@
 """Tensor: a numpy array, its gradient, and the node that made it; recording ops and running backward."""
 
+import copy
 import ctypes
 import heapq
 import itertools
@@ -57,7 +58,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "grad_fn", "name", "_hooks", "__weakref__")
-    __array_priority__ = 1000  # numpy array (op) Tensor defers to Tensor's reflected operators
+    __array_ufunc__ = None  # numpy array (op) Tensor defers to Tensor's reflected operators; np.exp(t) is an error
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         if type(data) is not np.ndarray:
@@ -94,8 +95,8 @@ class Tensor:
         return self.data.item()
 
     def detach(self):
-        """The same data, cut from the graph: no node, no gradient."""
-        return Tensor(self.data)
+        """The same data (a view), cut from the graph: no node, no gradient."""
+        return Tensor(self.data.view())
 
     def __len__(self):
         return len(self.data)
@@ -196,10 +197,24 @@ class Tensor:
     def T(self):
         return self.apply_op(ops.Transpose, (self,), {"axes": None})
 
+    @property
+    def mT(self):
+        """The last two axes swapped (a batch of matrices transposed), as numpy's and PyTorch's `.mT`."""
+        if self.ndim < 2:
+            raise ValueError(f"mT needs a tensor with at least 2 dimensions, got shape {self.shape}")
+        axes = (*range(self.ndim - 2), self.ndim - 1, self.ndim - 2)
+        return self.apply_op(ops.Transpose, (self,), {"axes": axes})
+
     # ---- gradients ----
-    def backward(self, grad=None, retain_graph=False):
-        """Fill `.grad` of every leaf that requires it with d(self)/d(leaf), accumulating like PyTorch."""
-        for _ in backward_steps(self, seed_gradient(self, grad), retain_graph):
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
+        """Fill `.grad` of every leaf that requires it with d(self)/d(leaf), accumulating like PyTorch.
+
+        With `create_graph`, `.grad` holds Tensors that carry the graph of the backward pass (differentiable
+        again) and `retain_graph` defaults to True. That makes a cycle parameter -> .grad -> graph ->
+        parameter until `.grad = None` (`zero_grad()`); for gradient penalties `autograd.grad` needs none.
+        """
+        seed = seed_gradient(self, grad, create_graph)
+        for _ in backward_steps([self], [seed], create_graph if retain_graph is None else retain_graph):
             pass
 
     def register_hook(self, hook):
@@ -278,8 +293,11 @@ def _constant(value, inputs):
 _node_count = itertools.count()  # numbers the recorded nodes in the order they were made
 
 
-def seed_gradient(root, grad=None):
-    """The gradient backward starts from at `root`: `grad` as an array of root's shape and dtype, or 1."""
+def seed_gradient(root, grad=None, create_graph=False):
+    """The gradient backward starts from at `root`: `grad` as an array of root's shape and dtype, or 1; with
+    `create_graph` a Tensor (a given Tensor as it is, so that the gradient is a function of it too)."""
+    if create_graph and not settings.grad_enabled:
+        raise RuntimeError("backward(create_graph=True) inside no_grad(): the backward's graph would not be recorded")
     if not root.requires_grad:
         raise RuntimeError(
             "backward(): this tensor does not require a gradient (no input had requires_grad=True, "
@@ -291,22 +309,31 @@ def seed_gradient(root, grad=None):
                 f"backward() on a tensor of shape {root.shape} needs grad= of that shape; "
                 f"only a one-element tensor can start backward with the implicit gradient 1"
             )
-        return np.ones(root.shape, root.dtype)
-    grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
+        grad = np.ones(root.shape, root.dtype)
+    elif not (create_graph and isinstance(grad, Tensor)):
+        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise ValueError(f"backward(grad=...): grad has shape {grad.shape} but the tensor has shape {root.shape}")
-    return grad
+    if not create_graph:
+        return grad
+    if not isinstance(grad, Tensor):
+        return Tensor(grad)
+    return grad if grad.dtype == root.dtype else ops.cast(grad, root.dtype)
 
 
-def call_backward(node, grad_output):
+def call_backward(node, grad_output, output=None):
     """The node's backward of `grad_output`, checked: one gradient per input, None for an input that needs none,
-    each of its input's shape (else an error naming the op) and dtype (cast if not)."""
+    each of its input's shape (else an error naming the op) and dtype (cast if not). A Tensor grad_output
+    (create_graph) runs the backward on Tensors (`_backward_on_tensors`, which needs the node's `output`)."""
     if node.released:
         raise RuntimeError(
             f"backward through a released graph: the saved arrays of {node.op_name} (made at {node.where}) "
             f"were freed by an earlier backward(); pass retain_graph=True to the first backward() to run it twice"
         )
-    grad_inputs = node.op.backward(node, grad_output)
+    if isinstance(grad_output, Tensor):
+        grad_inputs = _backward_on_tensors(node, grad_output, output)
+    else:
+        grad_inputs = node.op.backward(node, grad_output)
     if type(grad_inputs) is not tuple:
         grad_inputs = (grad_inputs,)
     if len(grad_inputs) != len(node.parents):
@@ -317,62 +344,91 @@ def call_backward(node, grad_output):
     for grad, parent, needed in zip(grad_inputs, node.parents, node.needs_input_grad):
         if not needed:
             grad = None
-        elif type(grad) is not np.ndarray or grad.shape != parent.data.shape or grad.dtype != parent.data.dtype:
-            grad = _as_gradient_of(parent, grad, node, len(checked))
+        elif type(grad) is not type(grad_output) or grad.shape != parent.data.shape or grad.dtype != parent.dtype:
+            grad = _as_gradient_of(parent, grad, node, len(checked), type(grad_output))
         checked.append(grad)
     return tuple(checked)
 
 
-def _as_gradient_of(parent, grad, node, index):
-    """`grad` as an array of the parent's shape and dtype (cast if only the dtype differs), else an error naming
-    the op."""
-    grad = np.asarray(grad)
+def _backward_on_tensors(node, grad_output, output):
+    """create_graph: the op's backward on a copy of its node whose saved float arrays are Tensors in the graph:
+    an input's array its input, the output's the output; any other is None (backward recomputes it)."""
+    tensors = {id(tensor.data): tensor for tensor in (output, *node.parents) if tensor is not None}
+    saved = []
+    for value in node.saved_tensors:
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            value = tensors.get(id(value))
+        saved.append(value)
+    on_tensors = copy.copy(node)
+    on_tensors.saved_tensors = tuple(saved)
+    try:
+        return node.op.backward(on_tensors, grad_output)
+    except (TypeError, AttributeError) as error:
+        raise RuntimeError(
+            f"{node.op_name}.backward does not run on Tensors, which create_graph needs ({error}); write it with "
+            f"operations arrays and Tensors share (+ - * / ** @, .sum, .reshape, ops.exp, ops.log, ...) and save "
+            f"only its inputs, its output or non-float values (see examples/custom_op.py)"
+        ) from error
+
+
+def _as_gradient_of(parent, grad, node, index, kind):
+    """`grad` as a gradient of the parent's shape and dtype (cast if only the dtype differs) and of the kind the
+    backward was given (array, or Tensor under create_graph), else an error naming the op."""
+    if kind is Tensor and not isinstance(grad, Tensor):
+        raise RuntimeError(
+            f"{node.op_name}.backward returned a {type(grad).__name__}, not a Tensor, for input {index} under "
+            f"create_graph: a second derivative through it would be silently zero; compute it from grad_output "
+            f"and the saved values with operations arrays and Tensors share (see examples/custom_op.py)"
+        )
+    if kind is not Tensor:
+        grad = np.asarray(grad)
     if grad.shape != parent.data.shape:
         raise RuntimeError(
             f"{node.op_name}.backward returned a gradient of shape {grad.shape} for input {index}, "
             f"whose shape is {parent.data.shape}"
         )
-    return grad.astype(parent.dtype, copy=False)
+    return ops.cast(grad, parent.dtype) if grad.dtype != parent.dtype else grad
 
 
 def run_hooks(tensor, grad):
     """`grad` after the tensor's hooks: each sees it and may return a replacement of the same shape."""
     for hook in list(tensor._hooks):
-        replaced = hook(Tensor(grad))
-        if replaced is not None:
+        replaced = hook(grad if isinstance(grad, Tensor) else Tensor(grad))
+        if replaced is None:
+            continue
+        if isinstance(grad, Tensor):
+            grad = replaced if isinstance(replaced, Tensor) else Tensor(np.asarray(replaced, dtype=tensor.dtype))
+        else:
             grad = np.asarray(replaced.data if isinstance(replaced, Tensor) else replaced, dtype=tensor.dtype)
-            if grad.shape != tensor.shape:
-                raise RuntimeError(
-                    f"a hook returned a gradient of shape {grad.shape} for a tensor of shape {tensor.shape}"
-                )
+        if grad.shape != tensor.shape:
+            raise RuntimeError(f"a hook returned a gradient of shape {grad.shape} for a tensor of shape {tensor.shape}")
     return grad
 
 
-def backward_steps(root, grad_output, retain_graph=False):
-    """The one backward loop, from `root` with `grad_output` (see `seed_gradient`): yields (node, grad_output,
-    grad_inputs) per node. The newest waiting node runs first: all its consumers were made after it, so its
-    gradient is complete. Leaves get theirs added to `.grad` at the end, after every node ran without error.
+def backward_steps(roots, grad_outputs, retain_graph=False, captured=None):
+    """The one backward loop, from the roots with their gradients (see `seed_gradient`): yields (node,
+    grad_output, grad_inputs) per node. The newest waiting node runs first: all its consumers were made after it,
+    so its gradient is complete. At the end the leaves' gradients go to `.grad`, or, for the tensors whose id
+    is a key of `captured` (autograd.grad), into that dict instead, for every tensor.
     """
-    grads, waiting, leaves = {id(root): grad_output}, [], []
-    _wait_for_gradient(root, waiting, leaves)
+    grads, waiting, leaves = {}, [], []
+    for root, grad in zip(roots, grad_outputs):
+        _pass_on(root, grad, grads, waiting, leaves)
     while waiting:
         tensor = heapq.heappop(waiting)[1]
         grad_output = grads.pop(id(tensor))
         if tensor._hooks:
             grad_output = run_hooks(tensor, grad_output)
+        if captured is not None and id(tensor) in captured:
+            captured[id(tensor)] = grad_output
         node = tensor.grad_fn
         if watch.watching.active:
-            grad_inputs = watch.backward(node, grad_output, call_backward)
+            grad_inputs = watch.backward(node, grad_output, tensor, call_backward)
         else:
-            grad_inputs = call_backward(node, grad_output)
+            grad_inputs = call_backward(node, grad_output, tensor)
         for parent, grad in zip(node.parents, grad_inputs):
-            if grad is None:
-                continue
-            if id(parent) in grads:
-                grads[id(parent)] = grads[id(parent)] + grad
-            else:
-                grads[id(parent)] = grad
-                _wait_for_gradient(parent, waiting, leaves)
+            if grad is not None:
+                _pass_on(parent, grad, grads, waiting, leaves)
         if not retain_graph:
             node.release()
         yield node, grad_output, grad_inputs
@@ -380,12 +436,28 @@ def backward_steps(root, grad_output, retain_graph=False):
         grad = grads.pop(id(leaf))
         if leaf._hooks:
             grad = run_hooks(leaf, grad)
-        leaf.grad = Tensor(grad.copy() if leaf.grad is None else leaf.grad.data + grad)
+        if captured is None:
+            _accumulate_grad(leaf, grad)
+        elif id(leaf) in captured:
+            captured[id(leaf)] = grad
 
 
-def _wait_for_gradient(tensor, waiting, leaves):
-    """A tensor whose first gradient arrived: a made one waits in the heap, newest first; a leaf waits for the end."""
-    if tensor.grad_fn is None:
+def _pass_on(tensor, grad, grads, waiting, leaves):
+    """Add `grad` to the tensor's gradient; on its first one a made tensor waits in the heap, newest first, a
+    leaf waits for the end."""
+    if id(tensor) in grads:
+        grads[id(tensor)] = grads[id(tensor)] + grad
+    elif tensor.grad_fn is None:
+        grads[id(tensor)] = grad
         leaves.append(tensor)
     else:
+        grads[id(tensor)] = grad
         heapq.heappush(waiting, (-tensor.grad_fn.sequence_number, tensor))
+
+
+def _accumulate_grad(leaf, grad):
+    """`leaf.grad += grad`: a copy of an array (no gradient array is shared), a Tensor under create_graph as is."""
+    if isinstance(grad, Tensor):
+        leaf.grad = grad if leaf.grad is None else leaf.grad + grad
+    else:
+        leaf.grad = Tensor(grad.copy() if leaf.grad is None else leaf.grad.data + grad)

@@ -47,7 +47,7 @@ def backward_recording_grads(output, grad=None, retain_graph=False):
     The engine keeps gradients only on leaves (`.grad`, filled as usual); this keeps the intermediate ones too.
     """
     outputs = node_outputs(output)
-    steps = backward_steps(output, seed_gradient(output, grad), retain_graph)
+    steps = backward_steps([output], [seed_gradient(output, grad)], retain_graph)
     return {id(outputs[id(node)]): grad_output for node, grad_output, _ in steps}
 
 

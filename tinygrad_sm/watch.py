@@ -56,22 +56,28 @@ def forward(ctx, arrays):
     return data
 
 
-def backward(node, grad_output, call_backward):
-    """`call_backward(node, grad_output)`, printed and timed, or checked for a NaN/Inf from a finite gradient."""
+def backward(node, grad_output, output, call_backward):
+    """`call_backward(node, grad_output, output)`, printed and timed, or checked for a NaN/Inf from a finite
+    gradient (arrays, or the arrays of Tensors under create_graph)."""
     started = time.perf_counter()
-    grad_inputs = call_backward(node, grad_output)
+    grad_inputs = call_backward(node, grad_output, output)
     if watching.print_ops:
         shown = [g for g in grad_inputs if g is not None]
         _print_line("backward", node.op_name, [grad_output], shown, time.perf_counter() - started)
-    if watching.detect_anomaly and np.all(np.isfinite(grad_output)):
+    if watching.detect_anomaly and np.all(np.isfinite(_array(grad_output))):
         for index, grad in enumerate(grad_inputs):
-            if grad is not None and not np.all(np.isfinite(grad)):
+            if grad is not None and not np.all(np.isfinite(_array(grad))):
                 raise AnomalyError(
                     f"{node.op_name}.backward sent a NaN or Inf gradient to input {index} "
                     f"(shape {node.parents[index].shape}) from a finite upstream gradient; "
                     f"the node was made at {node.where}"
                 )
     return grad_inputs
+
+
+def _array(value):
+    """An array, or a Tensor's array (the engine's Tensor is not imported here: it is above this module)."""
+    return value if isinstance(value, np.ndarray) else value.data
 
 
 def _is_float(array):
@@ -83,7 +89,7 @@ def _all_finite(arrays):
 
 
 def _describe(arrays):
-    return ", ".join(f"{np.shape(a)} {a.dtype}" for a in arrays)
+    return ", ".join(f"{a.shape} {a.dtype}" for a in arrays)
 
 
 def _print_line(phase, op_name, inputs, outputs, seconds):
