@@ -1,7 +1,7 @@
 """tinygrad_sm: a small reverse-mode autograd engine on numpy, built to see and trust backprop."""
 
-from tinygrad_sm import functional, nn, optim
+from tinygrad_sm import autograd, functional, nn, optim
 from tinygrad_sm.function import Function
 from tinygrad_sm.tensor import Tensor, no_grad
 
-__all__ = ["Tensor", "Function", "no_grad", "functional", "nn", "optim"]
+__all__ = ["Tensor", "Function", "no_grad", "autograd", "functional", "nn", "optim"]

@@ -44,7 +44,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 def jacobian(fn, inputs, create_graph=False):
     """d fn(inputs) / d inputs: of shape S + T for an output of shape S and an input of shape T (a tuple of them
     for a tuple of inputs). One backward per output element."""
-    xs, is_tuple = _leaves(inputs)
+    xs, is_tuple = _leaves(inputs, create_graph)
     output = _output_of(fn, xs, "jacobian")
     rows = _jacobian_rows(output, xs, create_graph)
     return rows if is_tuple else rows[0]
@@ -116,9 +116,10 @@ def _check_output(output, grad_output, index):
                          f" but output {index} has shape {output.shape}")
 
 
-def _leaves(inputs):
+def _leaves(inputs, create_graph=False):
     """Fresh leaves that require a gradient, of the inputs' values (a Tensor, or a tuple of them), and whether
-    the inputs were a tuple."""
+    the inputs were a tuple. With `create_graph` an input that requires a gradient stays connected (through a
+    reshape to its own shape) so that the result can be differentiated with respect to it."""
     is_tuple = isinstance(inputs, (tuple, list))
     tensors = tuple(inputs) if is_tuple else (inputs,)
     for index, x in enumerate(tensors):
@@ -126,7 +127,9 @@ def _leaves(inputs):
             raise TypeError(f"inputs must be a Tensor or a tuple of Tensors, got {type(x).__name__} at {index}")
         if x.dtype.kind != "f":
             raise TypeError(f"input {index} has dtype {x.dtype}; differentiating needs floating-point inputs")
-    return tuple(Tensor(x.data.view(), requires_grad=True) for x in tensors), is_tuple
+    leaves = (x.reshape(x.shape) if create_graph and x.requires_grad else Tensor(x.data.view(), requires_grad=True)
+              for x in tensors)
+    return tuple(leaves), is_tuple
 
 
 def _output_of(fn, xs, name):
