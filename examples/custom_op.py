@@ -5,11 +5,18 @@
 
 Each factory takes no arguments and returns (fn, inputs): fn(*inputs) is a Tensor, and the inputs that
 require a gradient (or are float arrays) are the ones checked.
+
+Both ops are twice differentiable as written: their backward uses only `*` and `**`, which Tensors have too,
+and saves only the input, so under `create_graph` (autograd.hessian, gradgradcheck) the same lines run on
+Tensors and record the gradient as a graph. Softplus shows the rest of the recipe: a numpy function in
+backward goes through the `ops` helper that also takes a Tensor (`ops.sigmoid`), and a value the forward
+computed on the way (here σ(x)) is recomputed from the input rather than saved (a saved float array that is
+neither an input nor the output comes to a create_graph backward as None).
 """
 
 import numpy as np
 
-from tinygrad_sm import Function, Tensor
+from tinygrad_sm import Function, Tensor, ops
 
 
 class Cube(Function):
@@ -40,6 +47,20 @@ class WrongCube(Function):
         return grad_output * x**2
 
 
+class Softplus(Function):
+    """d/dx log(1 + eˣ) = σ(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.logaddexp(0, x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * ops.sigmoid(x)
+
+
 def _inputs():
     rng = np.random.default_rng(0)
     return [Tensor(rng.standard_normal((4, 3)), requires_grad=True), Tensor(rng.standard_normal(3), requires_grad=True)]
@@ -53,3 +74,8 @@ def cube():
 def wrong_cube():
     """The same function through WrongCube: gradcheck fails and the per-node check names WrongCube."""
     return lambda x, w: (WrongCube.apply(x * w) + x).mean(), _inputs()
+
+
+def softplus():
+    """(fn, inputs) through Softplus: passes gradcheck and, as it is twice differentiable, gradgradcheck."""
+    return lambda x, w: Softplus.apply(x * w).sum(), _inputs()

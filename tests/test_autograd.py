@@ -2,6 +2,8 @@
 backward (float64), hand-derived formulas, and the engine's own first-order values."""
 
 import gc
+import pathlib
+import runpy
 import weakref
 
 import numpy as np
@@ -193,10 +195,14 @@ def test_jacobian_with_create_graph_is_differentiable():
     np.testing.assert_allclose(g.data, 6 * x.data)
 
 
-def test_the_custom_cube_is_twice_differentiable():
-    """Cube's backward uses only * and **, which Tensors have too (examples/custom_op.py)."""
+def test_the_example_custom_ops_are_twice_differentiable():
+    """Cube's backward uses only * and **, Softplus's ops.sigmoid: both run on Tensors (examples/custom_op.py)."""
     x = Tensor(np.array([0.5, -2.0]))
     np.testing.assert_allclose(autograd.hessian(lambda z: Cube.apply(z).sum(), x).data, np.diag(6 * x.data))
+    softplus = runpy.run_path(str(pathlib.Path(__file__).parent.parent / "examples" / "custom_op.py"))["Softplus"]
+    sigma = 1 / (1 + np.exp(-x.data))
+    np.testing.assert_allclose(autograd.hessian(lambda z: softplus.apply(z).sum(), x).data,
+                               np.diag(sigma * (1 - sigma)), rtol=1e-14)
 
 
 class ArraysOnlySin(Function):

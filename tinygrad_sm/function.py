@@ -1,7 +1,8 @@
 """Function, the base of every op, and Context, the node an op leaves in the graph.
 
-A Function is pure numpy math: `forward(ctx, *arrays)` and `backward(ctx, grad_output)` see
-arrays, never Tensors. The engine in tensor.py runs them and records the node.
+A Function is numpy math: `forward(ctx, *arrays)` sees arrays; `backward(ctx, grad_output)` sees arrays, or,
+under create_graph, Tensors (so that the gradient it computes is recorded too). The engine in tensor.py runs
+them and records the node.
 """
 
 import os
@@ -89,6 +90,12 @@ class Function:
     `backward(ctx, grad_output)` returns one gradient per input (a tuple when there are several), each of its
     input's shape, or None for an input that needs none (see `ctx.needs_input_grad`); it must not change
     grad_output. The engine checks each gradient: of the wrong shape it raises, of another dtype it is cast.
+
+    Twice differentiable (create_graph): write backward in operations arrays and Tensors share (+ - * / ** @,
+    .sum, .reshape, .T, ops.exp, ops.log, ops.sigmoid, ...) and save only the inputs, the output, or values that
+    are not floats (masks, shapes, indices). Under create_graph backward then gets Tensors: the inputs' and the
+    output's saved arrays as those Tensors, any other saved float array as None (recompute it from the inputs).
+    A backward that cannot run on Tensors raises an error naming the op (examples/custom_op.py).
     """
 
     @staticmethod
