@@ -16,15 +16,13 @@ class AnomalyError(FloatingPointError):
 
 
 class _Watching:
-    """What is watched: `print_ops` (TINYGRAD_SM_DEBUG) and `detect_anomaly`; the engine asks `active` per op."""
+    """What is watched: `print_ops` (TINYGRAD_SM_DEBUG) and `detect_anomaly`; the engine reads `active` (either)
+    per op."""
 
     def __init__(self):
         self.print_ops = os.environ.get("TINYGRAD_SM_DEBUG", "0") not in ("", "0")
         self.detect_anomaly = False
-
-    @property
-    def active(self):
-        return self.print_ops or self.detect_anomaly
+        self.active = self.print_ops
 
 
 watching = _Watching()
@@ -36,12 +34,13 @@ def detect_anomaly():
     `AnomalyError` naming the op, where it was made and (in backward) the input whose gradient went bad.
     numpy's own divide/invalid/overflow warnings are silenced there: the error says more."""
     previous = watching.detect_anomaly
-    watching.detect_anomaly = True
+    watching.detect_anomaly = watching.active = True
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             yield
     finally:
         watching.detect_anomaly = previous
+        watching.active = watching.print_ops or previous
 
 
 def forward(ctx, arrays):
