@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
-from tinygrad_sm import Tensor, nn
+from tinygrad_sm import Tensor, autograd, nn
 from tinygrad_sm import functional as F
 from tinygrad_sm.data import load_binary_digits, load_digits
 from tinygrad_sm.gradcheck import hessian, jacobian, numerical_jacobian
@@ -405,3 +405,141 @@ def test_binary_digits_optimum_matches_scikit_learn():
     assert np.abs(reference.coef_).max() > 0.5
     np.testing.assert_allclose(model.weight.data, reference.coef_, rtol=0, atol=1e-4)
     np.testing.assert_allclose(model.bias.data, reference.intercept_, rtol=0, atol=1e-4)
+
+
+# ---- 7. the exact Hessian by autograd, on the digits ----
+#
+# Softmax regression without a bias (sklearn's fit_intercept=False): logits X Wᵀ with W of shape (K, d), as
+# nn.SoftmaxRegression and sklearn's coef_, flattened row by row (class by class), so that index (c, j) of the
+# Kronecker product (diag(a) - aaᵀ) ⊗ xxᵀ is weight W[c, j]. Every Hessian here is autograd's, no differences.
+
+@pytest.fixture(scope="module")
+def digit_sample():
+    """The first 200 training digits: 64 pixels in [0, 1] as float64, labels 0-9 (every class present)."""
+    X_train, _, y_train, _ = load_digits()
+    return X_train[:200].astype(np.float64), y_train[:200]
+
+
+def penalised_cross_entropy(X, labels, lam):
+    """W (K, d) -> J(W) + (λ/2)‖W‖² with J the mean cross-entropy of softmax(X Wᵀ)."""
+
+    def loss_of(weight):
+        return F.softmax_cross_entropy(Tensor(X) @ weight.T, labels) + (lam / 2) * (weight * weight).sum()
+
+    return loss_of
+
+
+def kronecker_hessian(X, A):
+    """(1/N) Σᵢ (diag(aᵢ) - aᵢaᵢᵀ) ⊗ xᵢxᵢᵀ, as a (Kd, Kd) matrix: entry [(c, j), (l, m)] = mean Sᵢ[c, l] xᵢⱼ xᵢₘ."""
+    n, d = X.shape
+    k = A.shape[1]
+    softmax_jacobians = np.eye(k) * A[:, :, None] - A[:, :, None] * A[:, None, :]
+    return np.einsum("icl,ij,im->cjlm", softmax_jacobians, X, X, optimize=True).reshape(k * d, k * d) / n
+
+
+def autograd_hessian(X, labels, lam, weight):
+    """autograd.hessian of the penalised loss at W: shape (K, d, K, d), returned as (Kd, Kd)."""
+    return autograd.hessian(penalised_cross_entropy(X, labels, lam), Tensor(weight)).data.reshape(weight.size, -1)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1e-2])
+def test_digits_hessian_is_the_kronecker_formula(digit_sample, lam):
+    """∇²_W [J + (λ/2)‖W‖²] = (1/N) Σᵢ (diag(aᵢ) - aᵢaᵢᵀ) ⊗ xᵢxᵢᵀ + λI exactly (1e-10), 640 x 640."""
+    X, labels = digit_sample
+    weight = np.random.default_rng(10).standard_normal((10, X.shape[1]))
+    A = softmax_reference(X @ weight.T)
+    assert A.max(axis=1).min() < 0.99  # no row is near one-hot: the curvature is far from zero
+    by_autograd = autograd.hessian(penalised_cross_entropy(X, labels, lam), Tensor(weight)).data
+    assert by_autograd.shape == (10, X.shape[1], 10, X.shape[1])  # the input's shape twice, as torch's
+    by_autograd = by_autograd.reshape(weight.size, weight.size)
+    by_hand = kronecker_hessian(X, A) + lam * np.eye(weight.size)
+    assert np.abs(by_hand).max() > 1e-2
+    np.testing.assert_allclose(by_autograd, by_hand, rtol=0, atol=1e-10)
+
+
+def test_digits_hessian_null_space_is_the_shifts(digit_sample):
+    """Unregularised, W -> W - 1vᵀ (every class minus the same v) leaves every softmax unchanged, so H has d = 64
+    zero eigenvalues along these shifts. A pixel that is 0 in every image of the sample gives its weights no
+    curvature at all: each of the z such pixels makes all K of its weights null, K - 1 beyond its shift. So the
+    nullity is d + (K - 1) z, and the null space is spanned by the shifts and those pixels' single weights."""
+    X, labels = digit_sample
+    n_classes, n_features = 10, X.shape[1]
+    blank = np.flatnonzero(np.abs(X).max(axis=0) == 0)
+    assert len(blank) > 0  # the digits' border pixels: the case this test must count
+    weight = np.random.default_rng(11).standard_normal((n_classes, n_features)) / 10  # a ∈ (0.03, 0.4)
+    matrix = autograd_hessian(X, labels, 0.0, weight)
+
+    eigenvalues, eigenvectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    relative = np.abs(eigenvalues) / eigenvalues.max()
+    is_zero = relative < 1e-12
+    assert is_zero.sum() == n_features + (n_classes - 1) * len(blank)
+    assert relative[~is_zero].min() > 1e-9  # a clear gap: the others are not rounding errors
+
+    null_directions = []
+    for j in range(n_features):
+        pixel_weights = np.zeros((n_classes, n_features))
+        if j in blank:
+            for c in range(n_classes):  # each blank pixel's K weights, one by one (its shift among them)
+                single = pixel_weights.copy()
+                single[c, j] = 1
+                null_directions.append(single.ravel())
+        else:
+            pixel_weights[:, j] = 1 / np.sqrt(n_classes)  # v = eⱼ, subtracted from every class
+            null_directions.append(pixel_weights.ravel())
+    basis = np.array(null_directions).T  # orthonormal: disjoint supports
+    np.testing.assert_allclose(matrix @ basis, 0, rtol=0, atol=1e-12)
+    null_projector = eigenvectors[:, is_zero] @ eigenvectors[:, is_zero].T
+    np.testing.assert_allclose(null_projector, basis @ basis.T, rtol=0, atol=1e-8)
+
+
+def test_digits_weight_decay_lifts_the_spectrum_to_lambda(digit_sample):
+    """H + λI has eigenvalues λ + (those of H ≥ 0): the smallest is λ, reached along the shifts."""
+    X, labels = digit_sample
+    lam = 1e-2
+    weight = np.random.default_rng(12).standard_normal((10, X.shape[1]))
+    eigenvalues = np.linalg.eigvalsh(autograd_hessian(X, labels, lam, weight))
+    assert eigenvalues.min() >= lam - 1e-12
+    assert eigenvalues.min() == pytest.approx(lam, abs=1e-12)  # the shifts have no other curvature
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 6)])
+def test_autograd_jacobian_of_softmax(shape):
+    """autograd.jacobian of softmax over the last axis: diag(a) - aaᵀ (1e-12) for a vector; for a batch of
+    shape (N, K) the Jacobian has shape (N, K, N, K) and is zero between different rows."""
+    z = np.random.default_rng(13).standard_normal(shape) * 2
+    by_autograd = autograd.jacobian(F.softmax, Tensor(z)).data
+    assert by_autograd.shape == shape + shape
+    a = softmax_reference(z).reshape(-1, shape[-1])
+    expected = np.zeros((len(a), shape[-1], len(a), shape[-1]))
+    for i, ai in enumerate(a):
+        expected[i, :, i, :] = np.diag(ai) - np.outer(ai, ai)
+    np.testing.assert_allclose(by_autograd, expected.reshape(shape + shape), rtol=0, atol=1e-12)
+
+
+def test_newton_on_digits_is_quadratic_and_reaches_scikit_learn(digit_sample):
+    """Newton's method W <- W - H⁻¹∇ with autograd's gradient and Hessian, on J + (λ/2)‖W‖² (no bias, so all of W
+    is decayed and H ≥ λI is invertible): from W = 0 the gradient norm falls below 1e-10 in at most 15 steps,
+    squaring near the end (g_{t+1} ≤ 10 g_t²), and W is sklearn's optimum (C = 1/(λN), no intercept) to 1e-6."""
+    X, labels = digit_sample
+    lam = 1e-2
+    loss_of = penalised_cross_entropy(X, labels, lam)
+
+    def gradient_at(weight):
+        leaf = Tensor(weight, requires_grad=True)
+        return autograd.grad(loss_of(leaf), [leaf])[0].data
+
+    weight = np.zeros((10, X.shape[1]))
+    gradient_norms = [np.linalg.norm(gradient_at(weight))]
+    while gradient_norms[-1] >= 1e-10 and len(gradient_norms) <= 15:
+        step = np.linalg.solve(autograd_hessian(X, labels, lam, weight), gradient_at(weight).ravel())
+        weight = weight - step.reshape(weight.shape)
+        gradient_norms.append(np.linalg.norm(gradient_at(weight)))
+    assert gradient_norms[-1] < 1e-10, gradient_norms  # within the 15 steps the loop allows
+    last = np.array(gradient_norms[-4:])
+    assert np.all(last[1:] <= 10 * last[:-1] ** 2)  # quadratic: linear convergence would fail this at g ~ 1e-6
+
+    reference = SklearnLogisticRegression(C=1 / (lam * len(X)), fit_intercept=False, solver="lbfgs",
+                                          tol=1e-12, max_iter=10_000).fit(X, labels)
+    assert np.abs(reference.coef_).max() > 0.5  # far from the zero start
+    np.testing.assert_allclose(weight, reference.coef_, rtol=0, atol=1e-6)
+    assert np.linalg.norm(gradient_at(reference.coef_.copy())) > gradient_norms[-1]  # lbfgs stops earlier
