@@ -457,12 +457,16 @@ def test_digits_hessian_is_the_kronecker_formula(digit_sample, lam):
     np.testing.assert_allclose(by_autograd, by_hand, rtol=0, atol=1e-10)
 
 
-def test_digits_hessian_null_space_is_the_shifts(digit_sample):
+@pytest.mark.parametrize("bias", [False, True])
+def test_digits_hessian_null_space_is_the_shifts(digit_sample, bias):
     """Unregularised, W -> W - 1vᵀ (every class minus the same v) leaves every softmax unchanged, so H has d = 64
-    zero eigenvalues along these shifts. A pixel that is 0 in every image of the sample gives its weights no
-    curvature at all: each of the z such pixels makes all K of its weights null, K - 1 beyond its shift. So the
-    nullity is d + (K - 1) z, and the null space is spanned by the shifts and those pixels' single weights."""
+    zero eigenvalues along these shifts, d + 1 with a bias (a column of ones in X). A pixel that is 0 in every
+    image of the sample gives its weights no curvature at all: each of the z such pixels makes all K of its weights
+    null, K - 1 beyond its shift. So the nullity is d (+ 1) + (K - 1) z, and the null space is spanned by the shifts
+    and those pixels' single weights."""
     X, labels = digit_sample
+    if bias:
+        X = np.hstack([X, np.ones((len(X), 1))])
     n_classes, n_features = 10, X.shape[1]
     blank = np.flatnonzero(np.abs(X).max(axis=0) == 0)
     assert len(blank) > 0  # the digits' border pixels: the case this test must count
