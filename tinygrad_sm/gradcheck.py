@@ -443,14 +443,22 @@ def _unit(vector):
 
 def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
     """Check fn's second derivatives: `gradcheck` of g(inputs, v) = vᵀ d fn / d inputs, the gradient by autograd
-    with create_graph, against finite differences of that gradient; returns a GradcheckReport.
+    with create_graph, against finite differences of that gradient (`gradient_fn`); returns a GradcheckReport.
 
     As torch.autograd.gradgradcheck: `inputs` are Tensors (those with requires_grad=True differentiated, the
-    others constants); `grad_outputs` v, of fn's output shape, defaults to a random Tensor (from `seed`) that
-    is checked as one more input, last. g's output is the gradient of the one differentiated input, or those of
-    several flattened and concatenated in input order.
+    others constants); `grad_outputs` v, of fn's output shape, defaults to a random Tensor (from `seed`) that is
+    checked as one more input, the last.
     """
     _check_step("gradgradcheck", eps, atol, rtol)
+    gradient, gradient_inputs = gradient_fn(fn, inputs, grad_outputs, seed)
+    report = gradcheck(gradient, gradient_inputs, eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed)
+    return replace(report, second_order=True)
+
+
+def gradient_fn(fn, inputs, grad_outputs=None, seed=0):
+    """(gradient, inputs + [v]) for gradcheck: gradient(*inputs, v) = vᵀ d fn / d inputs by autograd with
+    create_graph, the gradient of the one differentiated input, or those of several flattened and concatenated
+    in input order. Arguments as `gradgradcheck`'s."""
     tensors = _tensor_inputs(inputs)
     differentiated = [index for index, x in enumerate(tensors) if x.requires_grad]
     if not differentiated:
@@ -458,7 +466,6 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     output = _run(fn, [Tensor(_float64_copy(x), requires_grad=x.requires_grad) for x in tensors])
     if not output.requires_grad:
         raise ValueError("gradgradcheck: fn's output does not depend on any input that requires a gradient")
-    upstream = _grad_output(grad_outputs, output.shape, seed)
 
     def gradient(*values):
         xs, v = values[: len(tensors)], values[len(tensors)]
@@ -467,8 +474,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
                                   allow_unused=True)
             return _concatenated([_zeros_for_none(g, xs[i]) for g, i in zip(grads, differentiated)])
 
-    report = gradcheck(gradient, [*tensors, upstream], eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed)
-    return replace(report, second_order=True)
+    return gradient, [*tensors, _grad_output(grad_outputs, output.shape, seed)]
 
 
 def _tensor_inputs(inputs):
