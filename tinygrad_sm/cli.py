@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -259,15 +260,15 @@ def _suite_row(name, max_abs_error, max_rel_error, ok, faulty_op=None, nodes=Non
 
 
 def _as_tensor_inputs(fn, inputs):
-    """fn and its inputs as gradgradcheck takes them, by gradcheck's rule: float arrays become Tensors that require
-    a gradient, float Tensors stay as they are, any other value (integer labels, say) is held fixed inside fn (and
-    the inputs are then numbered among the Tensors)."""
+    """(fn, tensors, positions): fn and its inputs as gradgradcheck takes them, by gradcheck's rule: float arrays
+    become Tensors that require a gradient, float Tensors stay as they are, any other value (integer labels, say)
+    is held fixed inside fn; `positions` are the tensors' places among the inputs."""
     positions = [index for index, value in enumerate(inputs)
                  if _requires_gradient(value) or isinstance(value, Tensor) and value.dtype.kind == "f"]
     tensors = [value if isinstance(value, Tensor) else Tensor(value, requires_grad=True)
                for value in (inputs[index] for index in positions)]
     if len(positions) == len(inputs):
-        return fn, tensors
+        return fn, tensors, positions
 
     def with_constants(*values):
         arguments = list(inputs)
@@ -275,7 +276,14 @@ def _as_tensor_inputs(fn, inputs):
             arguments[index] = value
         return fn(*arguments)
 
-    return with_constants, tensors
+    return with_constants, tensors, positions
+
+
+def _numbered_as_given(report, positions, count):
+    """The report with its inputs numbered as the target gave them, the upstream gradient v after them all."""
+    numbers = [*positions, count]
+    return replace(report, inputs=[replace(check, index=numbers[check.index]) for check in report.inputs],
+                   upcast=[numbers[index] for index in report.upcast])
 
 
 def _check(fn, inputs, args):
@@ -284,8 +292,9 @@ def _check(fn, inputs, args):
     options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
     if not args.second_order:
         return gradcheck(fn, inputs, **options), (fn, inputs)
-    fn, inputs = _as_tensor_inputs(fn, inputs)
-    return gradgradcheck(fn, inputs, **options), gradient_fn(fn, inputs, seed=args.seed)
+    held_fn, tensors, positions = _as_tensor_inputs(fn, list(inputs))
+    report = _numbered_as_given(gradgradcheck(held_fn, tensors, **options), positions, len(inputs))
+    return report, gradient_fn(held_fn, tensors, seed=args.seed)
 
 
 def _report_row(name, fn, inputs, args):
