@@ -469,7 +469,7 @@ def gradient_fn(fn, inputs, grad_outputs=None, seed=0):
 
     def gradient(*values):
         xs, v = values[: len(tensors)], values[len(tensors)]
-        with _grad_mode(True):
+        with _enable_grad():
             grads = autograd.grad(_run(fn, xs), [xs[i] for i in differentiated], v, create_graph=True,
                                   allow_unused=True)
             return _concatenated([_zeros_for_none(g, xs[i]) for g, i in zip(grads, differentiated)])
@@ -512,15 +512,15 @@ def _grad_output(grad_outputs, shape, seed):
     return grad_outputs
 
 
-class _grad_mode:
-    """`with _grad_mode(True):` records ops even inside no_grad (gradcheck's forward passes), as g needs."""
+class _enable_grad:
+    """`with _enable_grad():` records ops even inside no_grad (gradcheck's forward passes), as the gradient needs."""
 
-    def __init__(self, enabled):
-        self.enabled, self.previous = enabled, []
+    def __init__(self):
+        self.previous = []
 
     def __enter__(self):
         self.previous.append(settings.grad_enabled)
-        settings.grad_enabled = self.enabled
+        settings.grad_enabled = True
 
     def __exit__(self, *exc_info):
         settings.grad_enabled = self.previous.pop()
