@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tinygrad_sm import nn, ops
+from tinygrad_sm import Tensor, nn, ops
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
 from tinygrad_sm.cli import demo_gradcheck, main
 from tinygrad_sm.data import load_digits
@@ -172,3 +172,147 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(unbuffered):
     finally:
         os.close(write_end)
     assert child.returncode == 141 and child.stderr == b""
+
+
+# ---- --second-order: gradgradcheck, the gradient's own gradient against its finite differences ----
+
+SECOND_ORDER_FILE = """
+import numpy as np
+from tinygrad_sm import Function, Tensor
+from tinygrad_sm import functional as F
+
+
+class DetachedCube(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        if isinstance(x, Tensor):
+            x = x.detach()  # right values, but the gradient no longer depends on x: d²/dx² reads 0
+        return grad_output * 3 * x**2
+
+
+class SavedExp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(np.exp(x) * 1.0)  # neither input nor output: None under create_graph
+        return np.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (e,) = ctx.saved_tensors
+        return grad_output * e
+
+
+def detached():
+    return (lambda x: DetachedCube.apply(x).sum()), [np.array([0.5, -1.0, 2.0])]
+
+
+def saved_exp():
+    return (lambda x: SavedExp.apply(x).sum()), [np.array([0.5, -1.0, 2.0])]
+
+
+def with_labels():
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    return (lambda z, labels: F.softmax_cross_entropy(z, labels)), [z, np.array([0, 3, 1])]
+"""
+
+
+@pytest.fixture
+def second_order_file(tmp_path):
+    path = tmp_path / "second_order.py"
+    path.write_text(SECOND_ORDER_FILE)
+    return path
+
+
+def test_second_order_suite_checks_every_case_and_the_logsumexp_hessian():
+    result = run("gradcheck", "--second-order")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    expected = len(OP_CASES) + 3 + len(MODEL_CASES)
+    assert lines[-1].startswith(f"{expected} checks: {expected} passed, 0 failed (second order (gradgradcheck)")
+    for name in [case.name for case in OP_CASES] + [case.name for case in MODEL_CASES]:
+        assert any(line.startswith(name) and line.endswith("pass") for line in lines), name
+    assert sum("logsumexp Hessian" in line for line in lines) == 3 and "softmax Jacobian" not in result.stdout
+
+
+def test_second_order_suite_json_in_fast_mode():
+    result = run("gradcheck", "--second-order", "--fast", "--json", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["second_order"] is True
+    assert len(report["checks"]) == len(OP_CASES) + 3 + len(MODEL_CASES)
+    assert all(check["max_abs_error"] < 1e-6 for check in report["checks"])
+    assert json.loads(run("gradcheck", "--fast", "--json").stdout)["second_order"] is False
+
+
+def test_second_order_suite_fails_where_only_the_second_derivative_is_wrong(monkeypatch, capsys):
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        out = out.detach() if isinstance(out, Tensor) else out
+        return grad_output * (1 - out * out)
+
+    monkeypatch.setattr(ops.Tanh, "backward", staticmethod(backward))
+    assert main(["gradcheck", "--fast"]) == 0
+    capsys.readouterr()
+    assert main(["gradcheck", "--second-order", "--fast"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failing = [line for line in lines if "FAIL" in line]
+    assert len(failing) == 1 and failing[0].startswith("tanh")
+    assert " 1 failed" in lines[-1]
+
+
+def test_second_order_target_with_a_detached_backward_exits_1(second_order_file):
+    assert run("gradcheck", f"{second_order_file}:detached").returncode == 0
+    text = run("gradcheck", f"{second_order_file}:detached", "--second-order")
+    assert text.returncode == 1, text.stdout + text.stderr
+    assert "gradgradcheck FAILED" in text.stdout and "worst mismatch: input 0" in text.stdout
+    assert "a backward is not differentiable as written" in text.stdout
+    report = json.loads(run("gradcheck", f"{second_order_file}:detached", "--second-order", "--json").stdout)
+    assert report["ok"] is False and report["second_order"] is True and report["gradcheck"]["order"] == 2
+    wrong, upstream = report["gradcheck"]["inputs"]
+    assert (wrong["index"], wrong["ok"], upstream["index"], upstream["ok"]) == (0, False, 1, True)
+    x, v = np.array([0.5, -1.0, 2.0]), np.random.default_rng(0).standard_normal(())  # v: one number, from --seed
+    element = wrong["worst_index"][0]
+    assert wrong["analytical"] == 0.0 and wrong["numerical"] == pytest.approx(6 * x[element] * v, rel=1e-6)
+
+
+def test_second_order_target_numbers_inputs_as_given_with_constants_held_fixed(second_order_file):
+    result = run("gradcheck", f"{second_order_file}:with_labels", "--second-order", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads(result.stdout)["gradcheck"]["inputs"]
+    assert [(check["index"], check["shape"]) for check in checks] == [(0, [3, 4]), (2, [])]  # labels 1 held, v last
+
+
+def test_second_order_examples_pass_and_localize_in_the_gradients_graph():
+    assert run("gradcheck", f"{EXAMPLE}:softplus", "--second-order").returncode == 0
+    result = run("gradcheck", f"{EXAMPLE}:cube", "--second-order", "--localize")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gradgradcheck passed" in result.stdout
+    with open(EXAMPLE) as source:  # Cube.backward's line: its ops are nodes of the gradient's graph
+        line = 1 + next(i for i, text in enumerate(source) if text.strip() == "return grad_output * 3 * x**2")
+    backward_line = f"{os.path.relpath(EXAMPLE, ROOT)}:{line}"
+    assert sum(line.endswith(backward_line) and "pass" in line for line in result.stdout.splitlines()) == 3
+    assert "<frozen" not in result.stdout  # a built-in backward's nodes: no user line, not Python's machinery
+
+
+def test_second_order_target_whose_backward_cannot_run_on_tensors_exits_2(second_order_file):
+    result = run("gradcheck", f"{second_order_file}:saved_exp", "--second-order")
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "gradgradcheck of" in result.stderr and "SavedExp.backward does not run on Tensors" in result.stderr
+    assert run("gradcheck", f"{second_order_file}:saved_exp").returncode == 0
+
+
+def test_second_order_usage_errors_exit_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(BAD_FILE)
+    for arguments, message in [((f"{bad}:fn_raises",), "raised AttributeError"), (("--eps", "0"), "eps must be > 0")]:
+        result = run("gradcheck", "--second-order", *arguments)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert message in result.stderr

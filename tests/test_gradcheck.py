@@ -12,7 +12,17 @@ from conftest import Cube, numerical_gradients
 from tinygrad_sm import Function, Tensor, nn, ops
 from tinygrad_sm import functional as F
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
-from tinygrad_sm.gradcheck import check_node, check_nodes, gradcheck, hessian, localize, model_fn, numerical_jacobian
+from tinygrad_sm.gradcheck import (
+    check_node,
+    check_nodes,
+    gradcheck,
+    gradgradcheck,
+    gradient_fn,
+    hessian,
+    localize,
+    model_fn,
+    numerical_jacobian,
+)
 
 
 def _tensors(case, seed=0):
@@ -486,6 +496,7 @@ def test_a_bad_step_or_tolerance_is_refused_by_every_checker(options, wrong):
         "check_nodes": lambda: check_nodes(Cube.apply(Tensor(x, requires_grad=True)), **options),
         "check_node": lambda: check_node(node, None, **options),
         "localize": lambda: localize(lambda t: t.tanh(), [x], **options),
+        "gradgradcheck": lambda: gradgradcheck(lambda t: t.tanh(), [Tensor(x, requires_grad=True)], **options),
     }
     if set(options) == {"eps"}:
         checks["numerical_jacobian"] = lambda: numerical_jacobian(lambda t: t.tanh(), x, **options)
@@ -500,3 +511,108 @@ def test_cli_gradcheck_with_eps_zero_is_a_usage_error():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "eps must be > 0" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---- gradgradcheck: second derivatives against finite differences of the first ----
+
+
+class DetachedCube(Function):
+    """x³ with a right first derivative 3x² whose Tensor backward detaches x: its second derivative reads 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        if isinstance(x, Tensor):
+            x = x.detach()
+        return grad_output * 3 * x**2
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_gradgradcheck_passes_on_every_case_full_and_fast(case):
+    for fast in (False, True):
+        report = gradgradcheck(case.fn, _tensors(case), fast=fast)
+        assert report.ok and report.second_order, f"{case.name}, fast={fast}\n{report}"
+        assert [check.index for check in report.inputs] == list(range(len(case.shapes) + 1))  # the inputs, then v
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=lambda case: case.name)
+def test_gradgradcheck_passes_on_the_models_in_fast_mode(case):
+    model, loss_fn = case.build()
+    assert gradgradcheck(*model_fn(model, loss_fn), fast=True).ok
+
+
+def test_gradgradcheck_catches_a_wrong_second_derivative_the_first_order_check_misses():
+    x = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+    v = np.array([1.0, 2.0, -0.5])
+    assert gradcheck(lambda t: DetachedCube.apply(t), [x]).ok
+    assert gradgradcheck(lambda t: Cube.apply(t), [x], [v]).ok
+    report = gradgradcheck(lambda t: DetachedCube.apply(t), [x], [v])
+    assert not report.ok and str(report).startswith("gradgradcheck FAILED")
+    wrong, upstream = report.inputs
+    assert not wrong.ok and upstream.ok  # d/dv (v 3x²) is right; d/dx is 0 instead of 6xv
+    assert wrong.mismatches == 3 and wrong.worst_index == wrong.worst_output_index
+    (element,) = wrong.worst_index
+    assert wrong.analytical == 0.0
+    assert wrong.numerical == pytest.approx(6 * x.data[element] * v[element], rel=1e-6)
+    assert not gradgradcheck(lambda t: DetachedCube.apply(t), [x], fast=True).ok
+
+
+def test_gradgradcheck_of_several_inputs_concatenates_their_gradients():
+    rng = np.random.default_rng(0)
+    x, w = Tensor(rng.standard_normal((2, 3)), requires_grad=True), Tensor(rng.standard_normal(3), requires_grad=True)
+    scale = Tensor(np.array(2.0))  # a constant: not differentiated, not checked
+    fn = lambda x, w, scale: ((x * w).tanh() * scale).sum()  # noqa: E731
+    report = gradgradcheck(fn, [x, w, scale])
+    assert report.ok and report.output_shape == (9,)
+    assert [(check.index, check.shape) for check in report.inputs] == [(0, (2, 3)), (1, (3,)), (3, ())]
+    gradient, inputs = gradient_fn(fn, [x, w, scale], [np.array(0.5)])
+    t = np.tanh(x.data * w.data)
+    expected = np.concatenate([(0.5 * 2 * (1 - t**2) * w.data).reshape(-1), (0.5 * 2 * (1 - t**2) * x.data).sum(0)])
+    np.testing.assert_allclose(gradient(*inputs).data, expected, rtol=1e-12)
+    assert report.to_dict()["order"] == 2 and gradcheck(fn, [x, w, scale]).to_dict()["order"] == 1
+
+
+def test_gradgradcheck_grad_outputs_without_requires_grad_are_constants():
+    x = Tensor(np.array([0.3, -0.7]), requires_grad=True)
+    report = gradgradcheck(lambda t: t.exp(), [x], Tensor(np.array([1.0, -2.0])))
+    assert report.ok and [check.index for check in report.inputs] == [0]
+    checked = gradgradcheck(lambda t: t.exp(), [x], Tensor(np.array([1.0, -2.0]), requires_grad=True))
+    assert [check.index for check in checked.inputs] == [0, 1]
+
+
+def test_gradgradcheck_leaves_the_inputs_untouched():
+    x = Tensor(np.array([0.3, -0.7], dtype=np.float32), requires_grad=True)
+    before = x.data.copy()
+    report = gradgradcheck(lambda t: (t * t).tanh(), [x])
+    assert report.ok and report.upcast == [0] and x.grad is None
+    np.testing.assert_array_equal(x.data, before)
+
+
+@pytest.mark.parametrize(("inputs", "grad_outputs", "error", "message"), [
+    ([np.ones(3)], None, TypeError, "input 0 is a ndarray; expected a Tensor"),
+    ((Tensor(np.ones(3), requires_grad=True), [0, 1, 2]), None, TypeError, "input 1 is a list; expected a Tensor"),
+    ([Tensor(np.ones(3), requires_grad=True), Tensor(np.array([0, 1, 2]))], None, TypeError,
+     "input 1 has dtype int64; expected a floating-point Tensor"),
+    ("x", None, TypeError, "inputs must be a Tensor or a list or tuple of Tensors, got str"),
+    ([Tensor(np.ones(3))], None, ValueError, "no input requires a gradient"),
+    ([Tensor(np.ones(3), requires_grad=True)], np.ones(4), ValueError,
+     r"grad_outputs has shape \(4,\); expected fn's output shape \(3,\)"),
+    ([Tensor(np.ones(3), requires_grad=True)], [np.ones(3), np.ones(3)], ValueError,
+     r"fn has one output, so grad_outputs needs one Tensor \(of shape \(3,\)\), got 2"),
+    ([Tensor(np.ones(3), requires_grad=True)], np.arange(3), TypeError,
+     r"grad_outputs must be a floating-point Tensor or array of fn's output shape \(3,\)"),
+])
+def test_gradgradcheck_bad_input_names_what_was_expected(inputs, grad_outputs, error, message):
+    with pytest.raises(error, match=f"^gradgradcheck: {message}"):
+        gradgradcheck(lambda *ts: ts[0].tanh(), inputs, grad_outputs)
+
+
+def test_gradgradcheck_of_an_output_that_does_not_depend_on_the_inputs_is_refused():
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(ValueError, match="fn's output does not depend on any input that requires a gradient"):
+        gradgradcheck(lambda t: Tensor(np.ones(3)), [x])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinygrad_sm import data, nn
+from tinygrad_sm import data, nn, ops
 from tinygrad_sm import functional as F
 from tinygrad_sm.tensor import Tensor
 
@@ -87,6 +87,12 @@ OP_CASES = (
     OpCase("getitem (slices)", "GetItem", lambda a: a[1:, ::2], ((3, 4),)),
     OpCase("getitem (repeated indices)", "GetItem", lambda a: a[[0, 2, 0, 0]], ((3, 4),)),
     OpCase("getitem (boolean mask)", "GetItem", lambda a: a[a.data > 0], ((3, 4),)),
+    OpCase("broadcast_to", "BroadcastTo", lambda a: ops.broadcast_to(a, (2, 3, 4)), ((3, 1),)),
+    OpCase("add_at (repeated indices)", "AddAt", lambda g: ops.add_at(g, (5, 2), np.array([0, 3, 0, 0])),
+           ((4, 2),)),
+    OpCase("add_at (slices)", "AddAt", lambda g: ops.add_at(g, (3, 4), (slice(1, None), slice(None, None, 2))),
+           ((2, 2),)),
+    OpCase("stack", "Stack", lambda a, b, c: ops.Stack.apply(a, b, c), ((2, 3), (2, 3), (2, 3))),
     OpCase("softmax (axis -1)", "Softmax", lambda a: a.softmax(axis=-1), ((3, 4),)),
     OpCase("softmax (axis 0)", "Softmax", lambda a: a.softmax(axis=0), ((3, 4),)),
     OpCase("log_softmax", "LogSoftmax", lambda a: a.log_softmax(axis=-1), ((3, 4),)),

@@ -14,14 +14,24 @@ import signal
 import sys
 import traceback
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
+from tinygrad_sm import autograd, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm import nn
 from tinygrad_sm.cases import MODEL_CASES, OP_CASES
 from tinygrad_sm.files import check_writable
-from tinygrad_sm.gradcheck import gradcheck, jacobian, localize, model_fn, numerical_jacobian
+from tinygrad_sm.gradcheck import (
+    gradcheck,
+    gradgradcheck,
+    gradient_fn,
+    hessian,
+    jacobian,
+    localize,
+    model_fn,
+    numerical_jacobian,
+)
 from tinygrad_sm.tensor import Tensor
 from tinygrad_sm.train import LOGISTIC_DIGITS, MODELS, OPTIMIZERS, RECIPES, build_model, load_task, recipe_for, train
 from tinygrad_sm.walk import backward_order
@@ -249,8 +259,62 @@ def _suite_row(name, max_abs_error, max_rel_error, ok, faulty_op=None, nodes=Non
             "faulty_op": faulty_op, "nodes": nodes}
 
 
-def _report_row(name, report, fn, inputs, args):
+def _as_tensor_inputs(fn, inputs):
+    """(fn, tensors, positions): fn and its inputs as gradgradcheck takes them, by gradcheck's rule: float arrays
+    become Tensors that require a gradient, float Tensors stay as they are, any other value (integer labels, say)
+    is held fixed inside fn; `positions` are the tensors' places among the inputs."""
+    positions = [index for index, value in enumerate(inputs)
+                 if _requires_gradient(value) or isinstance(value, Tensor) and value.dtype.kind == "f"]
+    tensors = [value if isinstance(value, Tensor) else Tensor(value, requires_grad=True)
+               for value in (inputs[index] for index in positions)]
+    if len(positions) == len(inputs):
+        return fn, tensors, positions
+
+    def with_constants(*values):
+        arguments = list(inputs)
+        for index, value in zip(positions, values):
+            arguments[index] = value
+        return fn(*arguments)
+
+    return with_constants, tensors, positions
+
+
+def _numbered_as_given(report, positions, count):
+    """The report with its inputs numbered as the target gave them, the upstream gradient v after them all."""
+    numbers = [*positions, count]
+    return replace(report, inputs=[replace(check, index=numbers[check.index]) for check in report.inputs],
+                   upcast=[numbers[index] for index in report.upcast])
+
+
+def _placed_in_user_code(gradient):
+    """gradient, with the nodes a built-in backward makes placed nowhere, as builtin_loss's: no user code is running
+    then, and the caller found would be Python's machinery (`<frozen runpy>`)."""
+
+    def run(*values):
+        output = gradient(*values)
+        for node in backward_order(output):
+            if node.made_at is not None and node.made_at[0].co_filename.startswith("<"):
+                node.made_at = None
+        return output
+
+    return run
+
+
+def _check(fn, inputs, args):
+    """(report, (fn, inputs) the report is about): gradcheck of fn, or with --second-order gradgradcheck, whose
+    report is about the gradient (`gradient_fn`), so that the per-node check localises in its graph."""
+    options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
+    if not args.second_order:
+        return gradcheck(fn, inputs, **options), (fn, inputs)
+    held_fn, tensors, positions = _as_tensor_inputs(fn, list(inputs))
+    report = _numbered_as_given(gradgradcheck(held_fn, tensors, **options), positions, len(inputs))
+    gradient, gradient_inputs = gradient_fn(held_fn, tensors, seed=args.seed)
+    return report, (_placed_in_user_code(gradient), gradient_inputs)
+
+
+def _report_row(name, fn, inputs, args):
     """A check's row; the per-node check runs when it failed (to name the op) or with --localize (its table)."""
+    report, (fn, inputs) = _check(fn, inputs, args)
     faulty_op = nodes = None
     if args.localize or not report.ok:
         nodes = localize(fn, inputs, eps=args.eps, atol=args.atol, rtol=args.rtol, fast=args.fast, seed=args.seed)
@@ -267,23 +331,27 @@ def _compared_row(name, first, second, atol, rtol):
 
 
 def gradcheck_suite(args):
-    """One row per check: every case of OP_CASES and MODEL_CASES, and the softmax Jacobian three ways."""
-    options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
+    """One row per check: every case of OP_CASES and MODEL_CASES, and the softmax Jacobian three ways (with
+    --second-order: the Hessian of logsumexp, the same matrix diag(a) - a aᵀ)."""
     rows = []
     for case in OP_CASES:
-        inputs = case.inputs(seed=args.seed)
-        rows.append(_report_row(case.name, gradcheck(case.fn, inputs, **options), case.fn, inputs, args))
+        rows.append(_report_row(case.name, case.fn, case.inputs(seed=args.seed), args))
     z = np.random.default_rng(args.seed).standard_normal(5)
     formula = F.softmax_jacobian(F.softmax(Tensor(z)).data)
-    autograd = jacobian(lambda t: t.softmax(), z)
-    numerical = numerical_jacobian(lambda t: t.softmax(), z, eps=args.eps)
-    rows.append(_compared_row("softmax Jacobian: formula vs autograd", formula, autograd, args.atol, args.rtol))
-    rows.append(_compared_row("softmax Jacobian: formula vs finite diff.", formula, numerical, args.atol, args.rtol))
-    rows.append(_compared_row("softmax Jacobian: autograd vs finite diff.", autograd, numerical, args.atol, args.rtol))
+    if args.second_order:
+        name = "logsumexp Hessian"
+        exact = autograd.hessian(lambda t: t.logsumexp(), Tensor(z)).data
+        numerical = hessian(lambda t: t.logsumexp(), z, eps=args.eps)
+    else:
+        name = "softmax Jacobian"
+        exact = jacobian(lambda t: t.softmax(), z)
+        numerical = numerical_jacobian(lambda t: t.softmax(), z, eps=args.eps)
+    rows.append(_compared_row(f"{name}: formula vs autograd", formula, exact, args.atol, args.rtol))
+    rows.append(_compared_row(f"{name}: formula vs finite diff.", formula, numerical, args.atol, args.rtol))
+    rows.append(_compared_row(f"{name}: autograd vs finite diff.", exact, numerical, args.atol, args.rtol))
     for case in MODEL_CASES:
         model, loss_fn = case.build(seed=args.seed)
-        fn, params = model_fn(model, loss_fn)
-        rows.append(_report_row(case.name, gradcheck(fn, params, **options), fn, params, args))
+        rows.append(_report_row(case.name, *model_fn(model, loss_fn), args))
     return rows
 
 
@@ -294,6 +362,8 @@ def _json_row(row):
 
 def _print_suite(rows, args):
     mode = "fast (uᵀJv)" if args.fast else "full Jacobian"
+    if args.second_order:
+        mode = f"second order (gradgradcheck), {mode} of the gradient"
     width = max(len(row["name"]) for row in rows) + 2
     print(f"{'check':<{width}}{'max abs err':>13}{'max rel err':>13}  result")
     for row in rows:
@@ -305,8 +375,9 @@ def _print_suite(rows, args):
                f"eps={args.eps:g} atol={args.atol:g} rtol={args.rtol:g})")
     print(summary)
     if args.localize:
+        matrices = "logsumexp Hessian" if args.second_order else "softmax Jacobian"
         print("\nevery node's backward against differences of its own forward, check by check "
-              "(the softmax Jacobian rows compare matrices and have no nodes):")
+              f"(the {matrices} rows compare matrices and have no nodes):")
         for row in rows:
             if row["nodes"] is not None:
                 print(f"\n{row['name']}:\n{row['nodes']}")
@@ -318,13 +389,15 @@ def cmd_gradcheck(args):
         rows = gradcheck_suite(args)
         ok = all(row["ok"] for row in rows)
         if args.json:
-            print(json.dumps({"ok": ok, "checks": [_json_row(row) for row in rows]}, indent=2))
+            print(json.dumps({"ok": ok, "second_order": args.second_order,
+                              "checks": [_json_row(row) for row in rows]}, indent=2))
         else:
             _print_suite(rows, args)
         return 0 if ok else 1
     fn, inputs = target_inputs(args.target)
+    what = f"{'gradgradcheck' if args.second_order else 'gradcheck'} of {args.target}"
+    report, (fn, inputs) = _checked(what, lambda: _check(fn, inputs, args))
     options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
-    report = _checked(f"gradcheck of {args.target}", lambda: gradcheck(fn, inputs, **options))
     nodes = nodes_error = None
     if args.localize or not report.ok:
         try:  # the target ran once already: what fails here is the graph (say, an input rewrapped), not the target
@@ -332,8 +405,9 @@ def cmd_gradcheck(args):
         except Exception as error:
             nodes_error = f"the per-node check could not run: {error}"
     if args.json:
-        print(json.dumps({"target": args.target, "ok": report.ok, "gradcheck": report.to_dict(),
-                          "nodes": None if nodes is None else nodes.to_dict(), "nodes_error": nodes_error}, indent=2))
+        print(json.dumps({"target": args.target, "ok": report.ok, "second_order": args.second_order,
+                          "gradcheck": report.to_dict(), "nodes": None if nodes is None else nodes.to_dict(),
+                          "nodes_error": nodes_error}, indent=2))
     else:
         print(f"{args.target}: {report}")
         if nodes_error is not None:
@@ -342,6 +416,9 @@ def cmd_gradcheck(args):
             print(f"\nevery node's backward against differences of its own forward:\n{nodes}")
         elif nodes is not None:
             print(nodes.summary())
+        if args.second_order and not report.ok and nodes is not None and nodes.ok:
+            print("every node of the gradient's graph is right, so a backward is not differentiable as written: "
+                  "it detaches a value or uses one saved as an array (see the Function docstring)")
     return 0 if report.ok else 1
 
 
@@ -481,6 +558,9 @@ def build_parser():
     check.add_argument("--rtol", type=finite_number("rtol", False), default=1e-3,
                        help="relative tolerance (default 1e-3)")
     check.add_argument("--fast", action="store_true", help="check random projections uᵀJv instead of the Jacobian")
+    check.add_argument("--second-order", action="store_true",
+                       help="check second derivatives: the gradient (create_graph) against its own finite "
+                            "differences, as gradgradcheck")
     check.add_argument("--localize", action="store_true",
                        help="add the per-node table (for the suite: one per check) and name the faulty op")
     check.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")

@@ -1,13 +1,15 @@
 """Calculus by two independent routes: finite differences of forward, and autograd; the gradient check that
-says where a gradient is wrong (`gradcheck`; `check_nodes` per node, `check_node` for one)."""
+says where a gradient is wrong (`gradcheck`; `gradgradcheck` for second derivatives; `check_nodes` per node,
+`check_node` for one)."""
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from tinygrad_sm import autograd, ops
 from tinygrad_sm.function import Context
-from tinygrad_sm.tensor import Tensor, backward_steps, call_backward, no_grad, seed_gradient
+from tinygrad_sm.tensor import Tensor, backward_steps, call_backward, no_grad, seed_gradient, settings
 from tinygrad_sm.walk import backward_order, topo_order
 
 
@@ -110,7 +112,10 @@ def jacobian(fn, x):
 
 
 def hessian(fn, x, eps=1e-5):
-    """H[:, j] ≈ (∇f(x + eps e_j) - ∇f(x - eps e_j)) / 2 eps from autograd gradients of a scalar f, symmetrised."""
+    """H[:, j] ≈ (∇f(x + eps e_j) - ∇f(x - eps e_j)) / 2 eps from autograd gradients of a scalar f, symmetrised.
+
+    The finite-difference reference; `tinygrad_sm.autograd.hessian` is the exact one (autograd twice).
+    """
     _check_step("hessian", eps)
     point = _float64_copy(x)
     with no_grad():
@@ -183,7 +188,8 @@ class _LargestErrors:
 
 @dataclass
 class GradcheckReport(_LargestErrors):
-    """What `gradcheck` found: `ok`, and one `InputCheck` per input that requires a gradient."""
+    """What `gradcheck` found: `ok`, and one `InputCheck` per input that requires a gradient. `second_order`:
+    made by `gradgradcheck` (the checked function is the gradient, its inputs fn's and the grad_outputs)."""
 
     inputs: list
     output_shape: tuple
@@ -192,6 +198,7 @@ class GradcheckReport(_LargestErrors):
     atol: float
     rtol: float
     upcast: list
+    second_order: bool = False
 
     @property
     def ok(self):
@@ -206,6 +213,7 @@ class GradcheckReport(_LargestErrors):
         return {
             "ok": self.ok,
             "mode": "fast" if self.fast else "full",
+            "order": 2 if self.second_order else 1,
             "eps": self.eps,
             "atol": self.atol,
             "rtol": self.rtol,
@@ -219,7 +227,8 @@ class GradcheckReport(_LargestErrors):
     def __str__(self):
         mode = "fast (random projections uᵀJv)" if self.fast else "full Jacobian"
         lines = [
-            f"gradcheck {'passed' if self.ok else 'FAILED'}: {mode}, output shape {self.output_shape}, "
+            f"{'gradgradcheck' if self.second_order else 'gradcheck'} {'passed' if self.ok else 'FAILED'}: {mode}, "
+            f"output shape {self.output_shape}, "
             f"eps={self.eps:g} atol={self.atol:g} rtol={self.rtol:g}"
         ]
         if self.upcast:
@@ -430,6 +439,106 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
 def _unit(vector):
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else np.ones_like(vector)
+
+
+def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
+    """Check fn's second derivatives: `gradcheck` of g(inputs, v) = vᵀ d fn / d inputs, the gradient by autograd
+    with create_graph, against finite differences of that gradient (`gradient_fn`); returns a GradcheckReport.
+
+    As torch.autograd.gradgradcheck: `inputs` are Tensors (those with requires_grad=True differentiated, the
+    others constants); `grad_outputs` v, of fn's output shape, defaults to a random Tensor (from `seed`) that is
+    checked as one more input, the last.
+    """
+    _check_step("gradgradcheck", eps, atol, rtol)
+    gradient, gradient_inputs = gradient_fn(fn, inputs, grad_outputs, seed)
+    report = gradcheck(gradient, gradient_inputs, eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed)
+    return replace(report, second_order=True)
+
+
+def gradient_fn(fn, inputs, grad_outputs=None, seed=0):
+    """(gradient, inputs + [v]) for gradcheck: gradient(*inputs, v) = vᵀ d fn / d inputs by autograd with
+    create_graph, the gradient of the one differentiated input, or those of several flattened and concatenated
+    in input order. Arguments as `gradgradcheck`'s."""
+    tensors = _tensor_inputs(inputs)
+    differentiated = [index for index, x in enumerate(tensors) if x.requires_grad]
+    if not differentiated:
+        raise ValueError("gradgradcheck: no input requires a gradient; pass Tensors with requires_grad=True")
+    output = _run(fn, [Tensor(_float64_copy(x), requires_grad=x.requires_grad) for x in tensors])
+    if not output.requires_grad:
+        raise ValueError("gradgradcheck: fn's output does not depend on any input that requires a gradient")
+
+    def gradient(*values):
+        xs, v = values[: len(tensors)], values[len(tensors)]
+        with _enable_grad():
+            grads = autograd.grad(_run(fn, xs), [xs[i] for i in differentiated], v, create_graph=True,
+                                  allow_unused=True)
+            return _concatenated([_zeros_for_none(g, xs[i]) for g, i in zip(grads, differentiated)])
+
+    return gradient, [*tensors, _grad_output(grad_outputs, output.shape, seed)]
+
+
+def _tensor_inputs(inputs):
+    """The inputs as a list of floating-point Tensors, or a TypeError naming the first that is not one."""
+    inputs = [inputs] if isinstance(inputs, Tensor) else inputs
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"gradgradcheck: inputs must be a Tensor or a list or tuple of Tensors, "
+                        f"got {type(inputs).__name__}")
+    for index, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"gradgradcheck: input {index} is a {type(x).__name__}; expected a Tensor "
+                            f"(requires_grad=True to differentiate it, else a constant)")
+        if x.dtype.kind != "f":
+            raise TypeError(f"gradgradcheck: input {index} has dtype {x.dtype}; expected a floating-point Tensor "
+                            f"(capture integer labels in fn instead)")
+    return list(inputs)
+
+
+def _grad_output(grad_outputs, shape, seed):
+    """The upstream gradient v of fn's output `shape`: random (checked) when None, else the one given (a Tensor,
+    checked when it requires a gradient, or a float array, checked; in a list or tuple of one, as PyTorch's)."""
+    if grad_outputs is None:
+        return Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+    if isinstance(grad_outputs, (list, tuple)):
+        if len(grad_outputs) != 1:
+            raise ValueError(f"gradgradcheck: fn has one output, so grad_outputs needs one Tensor (of shape "
+                             f"{shape}), got {len(grad_outputs)}")
+        (grad_outputs,) = grad_outputs
+    value = grad_outputs.data if isinstance(grad_outputs, Tensor) else grad_outputs
+    if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+        raise TypeError(f"gradgradcheck: grad_outputs must be a floating-point Tensor or array of fn's output "
+                        f"shape {shape}, got {type(grad_outputs).__name__}")
+    if value.shape != shape:
+        raise ValueError(f"gradgradcheck: grad_outputs has shape {value.shape}; expected fn's output shape {shape}")
+    return grad_outputs
+
+
+class _enable_grad:
+    """`with _enable_grad():` records ops even inside no_grad (gradcheck's forward passes), as the gradient needs."""
+
+    def __init__(self):
+        self.previous = []
+
+    def __enter__(self):
+        self.previous.append(settings.grad_enabled)
+        settings.grad_enabled = True
+
+    def __exit__(self, *exc_info):
+        settings.grad_enabled = self.previous.pop()
+
+
+def _zeros_for_none(gradient, like):
+    return Tensor(np.zeros(like.shape, like.dtype)) if gradient is None else gradient
+
+
+def _concatenated(tensors):
+    """One Tensor: the only one as it is, or all flattened and placed one after another (add_at of each)."""
+    if len(tensors) == 1:
+        return tensors[0]
+    total, offset, placed = sum(t.size for t in tensors), 0, []
+    for tensor in tensors:
+        placed.append(ops.add_at(tensor.reshape(-1), (total,), slice(offset, offset + tensor.size)))
+        offset += tensor.size
+    return sum(placed[1:], placed[0])
 
 
 # ---- check_nodes: every node's backward against finite differences of its own forward ----
