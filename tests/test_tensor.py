@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import Cube
 
-from tinygrad_sm import Function, Tensor, no_grad
+from tinygrad_sm import Function, Tensor, enable_grad, no_grad, set_grad_enabled
 from tinygrad_sm.tensor import backward_steps, seed_gradient
 
 
@@ -99,6 +99,22 @@ def test_one_no_grad_object_can_be_entered_twice_nested():
             pass
         assert not settings.grad_enabled
     assert settings.grad_enabled
+
+
+def test_enable_grad_records_inside_no_grad_and_set_grad_enabled_takes_the_mode():
+    x = Tensor(np.array([3.0]), requires_grad=True)
+    with no_grad():
+        with enable_grad():
+            y = x * x
+        z = x * x
+    assert y.grad_fn is not None and z.grad_fn is None
+    y.backward()
+    assert x.grad.data.tolist() == [6.0]  # d(x²) = 2x
+    with set_grad_enabled(False):
+        assert (x * 2).grad_fn is None
+        with set_grad_enabled(True):
+            assert (x * 2).grad_fn is not None
+    assert (x * 2).grad_fn is not None
 
 
 def test_constants_and_inputs_without_grad_get_none():

@@ -2,6 +2,6 @@
 
 from tinygrad_sm import autograd, functional, nn, optim
 from tinygrad_sm.function import Function
-from tinygrad_sm.tensor import Tensor, no_grad
+from tinygrad_sm.tensor import Tensor, enable_grad, no_grad, set_grad_enabled
 
-__all__ = ["Tensor", "Function", "no_grad", "autograd", "functional", "nn", "optim"]
+__all__ = ["Tensor", "Function", "no_grad", "enable_grad", "set_grad_enabled", "autograd", "functional", "nn", "optim"]

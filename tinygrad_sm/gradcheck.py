@@ -9,7 +9,7 @@ import numpy as np
 
 from tinygrad_sm import autograd, ops
 from tinygrad_sm.function import Context
-from tinygrad_sm.tensor import Tensor, backward_steps, call_backward, no_grad, seed_gradient, settings
+from tinygrad_sm.tensor import Tensor, backward_steps, call_backward, enable_grad, no_grad, seed_gradient
 from tinygrad_sm.walk import backward_order, topo_order
 
 
@@ -469,7 +469,7 @@ def gradient_fn(fn, inputs, grad_outputs=None, seed=0):
 
     def gradient(*values):
         xs, v = values[: len(tensors)], values[len(tensors)]
-        with _enable_grad():
+        with enable_grad():
             grads = autograd.grad(_run(fn, xs), [xs[i] for i in differentiated], v, create_graph=True,
                                   allow_unused=True)
             return _concatenated([_zeros_for_none(g, xs[i]) for g, i in zip(grads, differentiated)])
@@ -510,20 +510,6 @@ def _grad_output(grad_outputs, shape, seed):
     if value.shape != shape:
         raise ValueError(f"gradgradcheck: grad_outputs has shape {value.shape}; expected fn's output shape {shape}")
     return grad_outputs
-
-
-class _enable_grad:
-    """`with _enable_grad():` records ops even inside no_grad (gradcheck's forward passes), as the gradient needs."""
-
-    def __init__(self):
-        self.previous = []
-
-    def __enter__(self):
-        self.previous.append(settings.grad_enabled)
-        settings.grad_enabled = True
-
-    def __exit__(self, *exc_info):
-        settings.grad_enabled = self.previous.pop()
 
 
 def _zeros_for_none(gradient, like):
