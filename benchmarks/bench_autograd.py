@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 
-from tinygrad_sm import Tensor, autograd
+from tinygrad_sm import Tensor, autograd, gradcheck
 from tinygrad_sm import functional as F
-from tinygrad_sm import gradcheck
 from tinygrad_sm.data import load_digits
 
 
