@@ -185,3 +185,16 @@ def test_tooltips_say_where_user_code_made_each_op_and_built_in_models_were_made
     assert run_cli(["graph", "target.py:softmax_loss", "--out", str(out)], capsys)[0] == 0
     made_at = "made at target.py:7"  # the factory's lambda
     assert sorted(svg_tooltips(out)) == sorted(f"{op} {made_at}" for op in ("Softmax", "Mul", "Sum"))
+
+
+def test_backward_draws_the_gradient_graph_and_rejects_file_targets(tmp_path, capsys):
+    out = tmp_path / "backward.dot"
+    status, stdout, stderr = run_cli(["graph", "softmax", "--backward", "--out", str(out)], capsys)
+    assert status == 0 and stdout.strip() == str(out) and stderr == ""
+    source = out.read_text()
+    assert "<B>Transpose</B>" in source and "<B>Sub</B>" in source and "d loss / d weight" in source
+    forward = tmp_path / "forward.dot"
+    run_cli(["graph", "softmax", "--out", str(forward)], capsys)
+    assert "<B>Transpose</B>" not in forward.read_text()
+    status, stdout, stderr = run_cli(["graph", "model.py:make", "--backward", "--out", str(out)], capsys)
+    assert status == 2 and "--backward" in stderr and len(stderr.strip().splitlines()) == 1

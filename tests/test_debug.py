@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import WrongSquare, numerical_gradients, relative_error
 
-from tinygrad_sm import Tensor, nn
+from tinygrad_sm import Tensor, autograd, nn
 from tinygrad_sm import functional as F
 from tinygrad_sm.cases import OP_CASES
 from tinygrad_sm.debug import AnomalyError, BackwardStepper, detect_anomaly
@@ -435,3 +435,29 @@ def test_ctrl_c_inside_backward_says_it_cannot_go_on():
     stopped = "backward was stopped after 2 of 3 nodes and cannot go on; `quit` and start again"
     assert f"--KeyboardInterrupt-- {stopped}" in said and said.count(stopped) == 3  # and for `step`, `continue`
     assert x.grad is None
+
+
+def test_stepping_a_second_backward_matches_autograd_and_finite_differences():
+    rng = np.random.default_rng(0)
+    inputs = Tensor(rng.standard_normal((4, 3)))
+    start = rng.standard_normal(3)
+
+    def first_gradient(weight):
+        loss = ((inputs @ weight).tanh() ** 2).sum()
+        return autograd.grad(loss, [weight], create_graph=True)[0]
+
+    def squared_norm(values):
+        with_grad = Tensor(values, requires_grad=True)
+        return float((first_gradient(with_grad).data ** 2).sum())
+
+    weight = Tensor(start.copy(), requires_grad=True)
+    stepper = BackwardStepper((first_gradient(weight) ** 2).sum())
+    assert len(list(stepper)) > 0
+    other = Tensor(start.copy(), requires_grad=True)
+    (expected,) = autograd.grad((first_gradient(other) ** 2).sum(), [other])
+    assert np.array_equal(weight.grad.data, expected.data)
+    eps = 1e-6
+    numerical = [
+        (squared_norm(start + eps * unit) - squared_norm(start - eps * unit)) / (2 * eps) for unit in np.eye(3)
+    ]
+    np.testing.assert_allclose(weight.grad.data, numerical, rtol=1e-6, atol=1e-8)

@@ -436,3 +436,15 @@ def test_dot_closing_its_input_early_is_a_failure_too(tmp_path, monkeypatch):
     with pytest.raises(DotFailedError, match="`dot -Tpng` stopped reading its input on a graph of 10 nodes"):
         write_graph(graph, tmp_path / "g.png")
     assert (tmp_path / "g.dot").read_text() == graph.source
+
+
+def test_draw_graph_of_a_create_graph_gradient_shows_the_backward_ops():
+    rng = np.random.default_rng(0)
+    layer = nn.Linear(4, 3)
+    inputs = Tensor(rng.standard_normal((5, 4)))
+    loss = F.softmax_cross_entropy(layer(inputs), np.array([0, 1, 2, 0, 1]))
+    loss.backward(create_graph=True)
+    graph = draw_graph(layer.weight.grad)
+    ops = set(re.findall(r"<B>(\w+)</B>", graph.source))
+    assert {"MatMul", "Transpose", "Exp", "LogSoftmax", "Sub"} <= ops
+    assert graph.node_count == 13

@@ -457,12 +457,27 @@ def graph_output(spec, batch_size=32, seed=0):
     return output, {}
 
 
+def backward_graph_output(spec, batch_size=32, seed=0):
+    """For `tinygrad-sm graph --backward`: the gradient of a built-in model's loss wrt its first layer's weight,
+    made with create_graph, so the backward pass itself is the graph drawn."""
+    from tinygrad_sm import autograd
+
+    if ":" in spec:
+        raise UsageError(f"--backward draws a built-in model's backward pass ({', '.join(MODELS)}), not {spec!r}")
+    loss, model = builtin_loss(spec, batch_size=batch_size, seed=seed)
+    name, weight = next(iter(model.named_parameters()))
+    (gradient,) = autograd.grad(loss, [weight], create_graph=True)
+    gradient.name = f"d loss / d {name}"
+    return gradient, {}
+
+
 def cmd_graph(args):
     from tinygrad_sm.viz import MAX_LAYOUT_NODES, GraphTooLargeError, render
 
     check_graph_path(args.out, args.format)
     max_nodes = MAX_LAYOUT_NODES if args.max_nodes is None else args.max_nodes or None
-    output, grads = graph_output(args.target, batch_size=args.batch_size, seed=args.seed)
+    make_output = backward_graph_output if args.backward else graph_output
+    output, grads = make_output(args.target, batch_size=args.batch_size, seed=args.seed)
     try:
         path = render(
             output, args.out, format=args.format, show_data=not args.no_data, show_grad=not args.no_grad,
@@ -583,6 +598,9 @@ def build_parser():
                        help="refuse to lay out more nodes than this (default 10,000; 0: no limit)")
     graph.add_argument("--batch-size", type=positive_int, default=32, help="rows of digits for a built-in model")
     graph.add_argument("--seed", type=non_negative_int, default=0)
+    graph.add_argument("--backward", action="store_true",
+                       help="draw the backward pass instead: the gradient of a built-in model's loss wrt its first "
+                            "weight, built with create_graph")
     graph.set_defaults(run=cmd_graph)
 
     recipes = "\n".join(
