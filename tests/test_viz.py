@@ -448,3 +448,10 @@ def test_draw_graph_of_a_create_graph_gradient_shows_the_backward_ops():
     ops = set(re.findall(r"<B>(\w+)</B>", graph.source))
     assert {"MatMul", "Transpose", "Exp", "LogSoftmax", "Sub"} <= ops
     assert graph.node_count == 13
+    made_by = dict(re.findall(r"<B>(\w+)</B>.*?in (\w+)\.backward", graph.source))
+    # the loss's backward, (exp(log_softmax(z)) - y) * g / N, then the Linear's gᵀ x
+    assert made_by == {"LogSoftmax": "SoftmaxCrossEntropy", "Exp": "SoftmaxCrossEntropy",
+                       "Sub": "SoftmaxCrossEntropy", "Mul": "SoftmaxCrossEntropy", "Transpose": "Linear",
+                       "MatMul": "Linear"}
+    assert "in SoftmaxCrossEntropy.backward: d/dz CE(softmax(z), y) = (softmax(z) - y) * g" in graph.source
+    assert re.search(r'tooltip="Linear made at [^",]*"', graph.source)  # the forward node: no maker

@@ -20,7 +20,8 @@ class Context:
     fills in `parents` (the input Tensors), `needs_input_grad`, `made_at` (the code object and instruction
     offset of the user code that made it; `location` turns it into file and line when asked), `scope` (the
     nn.Modules whose forward was running) and `sequence_number` (nodes are numbered as they are made; backward
-    runs them in the reverse order). Like PyTorch's grad_fn, a node does not point to the tensor it made:
+    runs them in the reverse order); a node recorded by a create_graph backward has in `backward_of` the node
+    whose backward made it. Like PyTorch's grad_fn, a node does not point to the tensor it made:
     `walk.node_outputs` finds them by walking from the output.
     """
 
@@ -28,7 +29,7 @@ class Context:
         self.op = op
         self.attrs = attrs
         self.saved_tensors = self.parents = self.needs_input_grad = self.scope = ()
-        self.made_at = self.sequence_number = None
+        self.made_at = self.sequence_number = self.backward_of = None
         self.released = False
         if attrs:
             for name, value in attrs.items():

@@ -376,14 +376,28 @@ def _backward_on_tensors(node, grad_output, output):
         saved.append(value)
     on_tensors = copy.copy(node)
     on_tensors.saved_tensors = tuple(saved)
+    first = next(_node_count)
     try:
-        return node.op.backward(on_tensors, grad_output)
+        grad_inputs = node.op.backward(on_tensors, grad_output)
     except (TypeError, AttributeError) as error:
         raise RuntimeError(
             f"{node.op_name}.backward does not run on Tensors, which create_graph needs ({error}); write it with "
             f"operations arrays and Tensors share (+ - * / ** @, .sum, .reshape, ops.exp, ops.log, ...) and save "
             f"only its inputs, its output or non-float values (see examples/custom_op.py)"
         ) from error
+    _mark_backward_of(node, grad_inputs, first)
+    return grad_inputs
+
+
+def _mark_backward_of(node, grad_inputs, first):
+    """Set `backward_of = node` on the nodes the node's backward recorded: those numbered after `first`."""
+    waiting = [grad for grad in (grad_inputs if type(grad_inputs) is tuple else (grad_inputs,))
+               if isinstance(grad, Tensor)]
+    while waiting:
+        made = waiting.pop().grad_fn
+        if made is not None and made.sequence_number > first and made.backward_of is None:
+            made.backward_of = node
+            waiting.extend(made.parents)
 
 
 def _as_gradient_of(parent, grad, node, index, kind):

@@ -74,7 +74,8 @@ class NodeLabels:
         attrs["label"] = "<" + "<BR/>".join(lines) + ">"
         attrs["class"] = kind if kind != "output" else "op output" if tensor.grad_fn is not None else "output"
         if tensor.grad_fn is not None:
-            attrs["tooltip"] = f"{tensor.grad_fn.op_name} {made_at_text(tensor.grad_fn)}"
+            node = tensor.grad_fn
+            attrs["tooltip"] = f"{node.op_name} {made_at_text(node)}{_backward_text(node)}"
         self.drawn.add(kind)
         self.restyle(attrs, grad_pending, nonfinite, id(tensor) in self.highlighted, faded)
         return attrs
@@ -94,6 +95,8 @@ class NodeLabels:
             )
             if attributes:
                 title.append(_small(_escape(attributes), "#4c1d95"))
+            if tensor.grad_fn.backward_of is not None:
+                title.append(_small(f"in {tensor.grad_fn.backward_of.op_name}.backward", MUTED))
         if kind == "output":
             title.insert(0, _small("<B>OUTPUT</B>" + (f" {_escape(tensor.name)}" if tensor.name else ""), "#c2410c"))
         return title
@@ -161,6 +164,15 @@ def made_at_text(node):
     """`made at file:line` of the user code that made `node`, or `made outside user code` (a built-in model's
     nodes, made by the package, have none): the debugger says the same."""
     return f"made at {node.where}" if node.made_at is not None else "made outside user code"
+
+
+def _backward_text(node):
+    """For a node a create_graph backward recorded: which op's backward, and its derivative (its docstring's line)."""
+    if node.backward_of is None:
+        return ""
+    maker = node.backward_of.op
+    derivative = (maker.__doc__ or "").strip().splitlines()
+    return f", in {maker.__name__}.backward" + (f": {derivative[0]}" if derivative else "")
 
 
 def legend_lines(drawn, rankdir):
