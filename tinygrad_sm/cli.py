@@ -460,8 +460,6 @@ def graph_output(spec, batch_size=32, seed=0):
 def backward_graph_output(spec, batch_size=32, seed=0):
     """For `tinygrad-sm graph --backward`: the gradient of a built-in model's loss wrt its first layer's weight,
     made with create_graph, so the backward pass itself is the graph drawn."""
-    from tinygrad_sm import autograd
-
     if ":" in spec:
         raise UsageError(f"--backward draws a built-in model's backward pass ({', '.join(MODELS)}), not {spec!r}")
     loss, model = builtin_loss(spec, batch_size=batch_size, seed=seed)
