@@ -2,8 +2,8 @@
 differences.
 
 (a) the 64-128-10 tanh MLP's mean softmax-cross-entropy on 64 digits, float64: the time of one `autograd.hvp`
-over the time of one forward + backward, both measured here (median of repeats); PyTorch's same ratio beside it
-when torch is installed. Target: at most 3x.
+over the time of one forward + backward, both measured here (medians of interleaved calls, BLAS on one thread as
+in bench_engine); PyTorch's same ratio beside it when torch is installed. Target: at most 3x.
 (b) the 64-10 softmax regression's Hessian on 200 digits, float64: `autograd.hessian` against the finite-difference
 `gradcheck.hessian`, each timed and compared with the Kronecker formula H = (1/N) Σ_n x_n x_nᵀ ⊗ (diag(p_n) - p_n p_nᵀ).
 """
@@ -11,20 +11,12 @@ when torch is installed. Target: at most 3x.
 import time
 
 import numpy as np
+from bench_engine import median_times
+from threadpoolctl import threadpool_limits
 
 from tinygrad_sm import Tensor, autograd, gradcheck
 from tinygrad_sm import functional as F
 from tinygrad_sm.data import load_digits
-
-
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def mlp_weights(rng):
@@ -43,7 +35,8 @@ def ours_ratio(images, labels, weights, vectors, repeats):
     def hessian_vector():
         autograd.hvp(loss, tuple(Tensor(w) for w in weights), tuple(Tensor(v) for v in vectors))
 
-    return median_seconds(hessian_vector, repeats) / median_seconds(gradient, repeats)
+    hvp_seconds, gradient_seconds = median_times([hessian_vector, gradient], repeats)
+    return hvp_seconds / gradient_seconds
 
 
 def torch_ratio(images, labels, weights, vectors, repeats):
@@ -65,7 +58,8 @@ def torch_ratio(images, labels, weights, vectors, repeats):
             loss, tuple(torch.tensor(w) for w in weights), tuple(torch.tensor(v) for v in vectors)
         )
 
-    return median_seconds(hessian_vector, repeats) / median_seconds(gradient, repeats)
+    hvp_seconds, gradient_seconds = median_times([hessian_vector, gradient], repeats)
+    return hvp_seconds / gradient_seconds
 
 
 def kronecker_hessian(images, labels, weight):
@@ -100,8 +94,9 @@ def main():
     images, labels = X[:64].astype(np.float64), np.asarray(y[:64])
     weights = mlp_weights(rng)
     vectors = [rng.standard_normal(w.shape) for w in weights]
-    ours = ours_ratio(images, labels, weights, vectors, repeats=15)
-    theirs = torch_ratio(images, labels, weights, vectors, repeats=15)
+    with threadpool_limits(1):
+        ours = ours_ratio(images, labels, weights, vectors, repeats=101)
+        theirs = torch_ratio(images, labels, weights, vectors, repeats=101)
     print("(a) one HVP / one gradient, 64-128-10 tanh MLP, batch 64, float64 (target <= 3x)")
     print(f"  tinygrad_sm {ours:6.2f}x   torch {'not installed' if theirs is None else f'{theirs:6.2f}x'}")
     print("(b) Hessian of the 64-10 softmax regression (640 x 640), 200 digits, float64, against the Kronecker formula")
