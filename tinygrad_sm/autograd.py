@@ -90,11 +90,12 @@ def hvp(fn, inputs, v):
     vs = _vectors(v, xs, is_tuple, "hvp")
     output = _scalar_output_of(fn, xs, "hvp")
     gradients = grad(output, xs, create_graph=True, allow_unused=True)
-    terms = [(g * w).sum() for g, w in zip(gradients, vs) if g is not None and g.requires_grad]
-    if not terms:
+    pairs = [(g, w) for g, w in zip(gradients, vs) if g is not None and g.requires_grad]
+    if not pairs:
         products = tuple(Tensor(np.zeros(x.shape, x.dtype)) for x in xs)
-    else:
-        products = tuple(_or_zeros(p, x) for p, x in zip(grad(sum(terms[1:], terms[0]), xs, allow_unused=True), xs))
+    else:  # the gradients' backward from v: Σ vᵀ d∇fn/dx
+        graded, directions = zip(*pairs)
+        products = tuple(_or_zeros(p, x) for p, x in zip(grad(graded, xs, directions, allow_unused=True), xs))
     return output.detach(), products if is_tuple else products[0]
 
 
