@@ -51,7 +51,8 @@ def rng():
     return np.random.default_rng(0)
 
 
-Cube = runpy.run_path(str(pathlib.Path(__file__).parent.parent / "examples" / "custom_op.py"))["Cube"]
+EXAMPLE_OPS = runpy.run_path(str(pathlib.Path(__file__).parent.parent / "examples" / "custom_op.py"))
+Cube, DetachedCube = EXAMPLE_OPS["Cube"], EXAMPLE_OPS["DetachedCube"]
 
 
 class WrongSquare(Function):

@@ -176,24 +176,14 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(unbuffered):
 
 # ---- --second-order: gradgradcheck, the gradient's own gradient against its finite differences ----
 
-SECOND_ORDER_FILE = """
+SECOND_ORDER_FILE = f"""
+import runpy
+
 import numpy as np
-from tinygrad_sm import Function, Tensor
+from tinygrad_sm import Function
 from tinygrad_sm import functional as F
 
-
-class DetachedCube(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        if isinstance(x, Tensor):
-            x = x.detach()  # right values, but the gradient no longer depends on x: d²/dx² reads 0
-        return grad_output * 3 * x**2
+DetachedCube = runpy.run_path({EXAMPLE!r})["DetachedCube"]  # right values; the gradient no longer depends on x
 
 
 class SavedExp(Function):
@@ -286,6 +276,12 @@ def test_second_order_target_numbers_inputs_as_given_with_constants_held_fixed(s
     assert result.returncode == 0, result.stdout + result.stderr
     checks = json.loads(result.stdout)["gradcheck"]["inputs"]
     assert [(check["index"], check["shape"]) for check in checks] == [(0, [3, 4]), (2, [])]  # labels 1 held, v last
+
+
+def test_the_detached_cube_example_passes_at_first_order_and_fails_at_second():
+    assert run("gradcheck", f"{EXAMPLE}:detached_cube").returncode == 0
+    result = run("gradcheck", f"{EXAMPLE}:detached_cube", "--second-order")
+    assert result.returncode == 1 and "gradgradcheck FAILED" in result.stdout, result.stdout + result.stderr
 
 
 def test_second_order_examples_pass_and_localize_in_the_gradients_graph():

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import Cube, numerical_gradients
+from conftest import Cube, DetachedCube, numerical_gradients
 
 from tinygrad_sm import Function, Tensor, nn, ops
 from tinygrad_sm import functional as F
@@ -514,22 +514,6 @@ def test_cli_gradcheck_with_eps_zero_is_a_usage_error():
 
 
 # ---- gradgradcheck: second derivatives against finite differences of the first ----
-
-
-class DetachedCube(Function):
-    """x³ with a right first derivative 3x² whose Tensor backward detaches x: its second derivative reads 0."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        if isinstance(x, Tensor):
-            x = x.detach()
-        return grad_output * 3 * x**2
 
 
 @pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
