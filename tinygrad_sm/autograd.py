@@ -66,7 +66,7 @@ def vjp(fn, inputs, v=None):
     if v is None and output.size != 1:
         raise ValueError(f"vjp: v is needed for an output of shape {output.shape}; expected v of that shape")
     v = np.ones(output.shape, output.dtype) if v is None else _vector(v, output, "vjp: v")
-    products = _gradients_or_zeros(output, xs, v, create_graph=False)
+    products = gradients_or_zeros(output, xs, v, create_graph=False)
     return output.detach(), products if is_tuple else products[0]
 
 
@@ -76,7 +76,7 @@ def jvp(fn, inputs, v):
     vs = _vectors(v, xs, is_tuple, "jvp")
     output = _output_of(fn, xs, "jvp")
     u = Tensor(np.zeros(output.shape, output.dtype), requires_grad=True)
-    transposed = _gradients_or_zeros(output, xs, u, create_graph=True)
+    transposed = gradients_or_zeros(output, xs, u, create_graph=True)
     used = [(g, w) for g, w in zip(transposed, vs) if g.requires_grad]
     if not used:
         return output.detach(), Tensor(np.zeros(output.shape, output.dtype))
@@ -165,8 +165,9 @@ def _or_zeros(gradient, like):
     return gradient if gradient is not None else Tensor(np.zeros(like.shape, like.dtype))
 
 
-def _gradients_or_zeros(output, xs, grad_output, create_graph):
-    """The gradients of `output` seeded with `grad_output`, zeros for the inputs it does not depend on."""
+def gradients_or_zeros(output, xs, grad_output, create_graph):
+    """The gradients of `output` seeded with `grad_output`, zeros for the inputs it does not depend on (the graph
+    retained)."""
     if not output.requires_grad:
         return tuple(Tensor(np.zeros(x.shape, x.dtype)) for x in xs)
     gradients = grad(output, xs, grad_output, retain_graph=True, create_graph=create_graph, allow_unused=True)
@@ -179,7 +180,7 @@ def _jacobian_rows(output, xs, create_graph):
     for k in range(output.size):
         seed = np.zeros(output.size, output.dtype)
         seed[k] = 1
-        rows.append(_gradients_or_zeros(output, xs, seed.reshape(output.shape), create_graph))
+        rows.append(gradients_or_zeros(output, xs, seed.reshape(output.shape), create_graph))
     jacobians = []
     for i, x in enumerate(xs):
         column = [row[i] for row in rows]

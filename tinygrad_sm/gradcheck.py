@@ -470,9 +470,8 @@ def gradient_fn(fn, inputs, grad_outputs=None, seed=0):
     def gradient(*values):
         xs, v = values[: len(tensors)], values[len(tensors)]
         with enable_grad():
-            grads = autograd.grad(_run(fn, xs), [xs[i] for i in differentiated], v, create_graph=True,
-                                  allow_unused=True)
-            return _concatenated([_zeros_for_none(g, xs[i]) for g, i in zip(grads, differentiated)])
+            grads = autograd.gradients_or_zeros(_run(fn, xs), [xs[i] for i in differentiated], v, create_graph=True)
+            return _concatenated(grads)
 
     return gradient, [*tensors, _grad_output(grad_outputs, output.shape, seed)]
 
@@ -510,10 +509,6 @@ def _grad_output(grad_outputs, shape, seed):
     if value.shape != shape:
         raise ValueError(f"gradgradcheck: grad_outputs has shape {value.shape}; expected fn's output shape {shape}")
     return grad_outputs
-
-
-def _zeros_for_none(gradient, like):
-    return Tensor(np.zeros(like.shape, like.dtype)) if gradient is None else gradient
 
 
 def _concatenated(tensors):
