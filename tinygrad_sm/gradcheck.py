@@ -399,11 +399,6 @@ def _run(fn, args):
     return output
 
 
-def _evaluate(fn, args):
-    with no_grad():
-        return np.array(fn(*args).data, dtype=np.float64).reshape(-1)
-
-
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
     """Check fn's autograd gradients against central differences in float64; returns a GradcheckReport.
 
@@ -424,15 +419,20 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0):
         rng = np.random.default_rng(seed)
         u = _unit(rng.standard_normal(output.shape))
         project = u.reshape(-1)
-        for index, leaf, grad in zip(checked, leaves, _backward_rows(output, leaves, [u])):
-            v = _unit(rng.standard_normal(leaf.shape))
-            analytical = np.array([[grad.reshape(-1) @ v.reshape(-1)]])
-            results.append(_check_input(index, output.shape, analytical, lambda: project @ _evaluate(fn, args),
-                                        leaf.data, v, project @ base, eps, atol, rtol))
+        rows = _backward_rows(output, leaves, [u])
+        with no_grad():  # the finite differences' forwards record no graph
+            for index, leaf, grad in zip(checked, leaves, rows):
+                v = _unit(rng.standard_normal(leaf.shape))
+                analytical = np.array([[grad.reshape(-1) @ v.reshape(-1)]])
+                results.append(_check_input(index, output.shape, analytical,
+                                            lambda: project @ fn(*args).data.reshape(-1),
+                                            leaf.data, v, project @ base, eps, atol, rtol))
     else:
-        for index, leaf, analytical in zip(checked, leaves, _backward_rows(output, leaves)):
-            results.append(_check_input(index, output.shape, analytical, lambda: _evaluate(fn, args),
-                                        leaf.data, None, base, eps, atol, rtol))
+        rows = _backward_rows(output, leaves)
+        with no_grad():
+            for index, leaf, analytical in zip(checked, leaves, rows):
+                results.append(_check_input(index, output.shape, analytical, lambda: fn(*args).data,
+                                            leaf.data, None, base, eps, atol, rtol))
     return GradcheckReport(results, tuple(output.shape), fast, eps, atol, rtol, upcast)
 
 
@@ -714,12 +714,13 @@ def model_fn(model, loss_fn):
     """
     names = [name for name, _ in model.named_parameters()]
     params = [param for _, param in model.named_parameters()]
+    places = [_place(model, name) for name in names]
 
     def fn(*values):
         undo = []
         try:
-            for name, value in zip(names, values):
-                undo.append(_swap_parameter(model, name, value))
+            for place, value in zip(places, values):
+                undo.append(_swap(place, value))
             return loss_fn(model)
         finally:
             for owner, key, previous in reversed(undo):
@@ -728,18 +729,26 @@ def model_fn(model, loss_fn):
     return fn, params
 
 
-def _swap_parameter(model, dotted_name, value):
-    """Put `value` where the parameter `dotted_name` ("layers.0.weight", "scales.1") is. Returns (owner, key,
-    previous): putting `previous` back at owner's `key` undoes it. A tuple item is swapped by a new tuple."""
+def _place(model, dotted_name):
+    """Where the parameter `dotted_name` ("layers.0.weight", "scales.1") is: (owner, key, None), or for an item of
+    a tuple, which cannot be assigned to, (the tuple's owner, its key, the item's index)."""
     *path, key = dotted_name.split(".")
     parent, owner = None, model
     for part in path:
         parent, owner = owner, _get(owner, part)
     if isinstance(owner, tuple):
-        items = list(owner)
-        items[int(key)] = value
-        owner, key, value = parent, path[-1], tuple(items)
+        return parent, path[-1], int(key)
+    return owner, key, None
+
+
+def _swap(place, value):
+    """Put `value` at `place` (see `_place`); returns (owner, key, previous): putting `previous` back undoes it."""
+    owner, key, index = place
     previous = _get(owner, key)
+    if index is not None:
+        items = list(previous)
+        items[index] = value
+        value = tuple(items)
     _put(owner, key, value)
     return owner, key, previous
 
