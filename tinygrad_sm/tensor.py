@@ -359,7 +359,7 @@ def call_backward(node, grad_output, output=None):
     for grad, parent, needed in zip(grad_inputs, node.parents, node.needs_input_grad):
         if not needed:
             grad = None
-        elif type(grad) is not type(grad_output) or grad.shape != parent.data.shape or grad.dtype != parent.dtype:
+        elif type(grad) is not type(grad_output) or grad.shape != parent.data.shape or grad.dtype != parent.data.dtype:
             grad = _as_gradient_of(parent, grad, node, len(checked), type(grad_output))
         checked.append(grad)
     return tuple(checked)
@@ -474,13 +474,14 @@ def backward_steps(roots, grad_outputs, retain_graph=False, captured=None):
 def _pass_on(tensor, grad, grads, waiting, leaves):
     """Add `grad` to the tensor's gradient; on its first one a made tensor waits in the heap, newest first, a
     leaf waits for the end."""
-    if id(tensor) in grads:
-        grads[id(tensor)] = grads[id(tensor)] + grad
+    key = id(tensor)
+    if key in grads:
+        grads[key] = grads[key] + grad
     elif tensor.grad_fn is None:
-        grads[id(tensor)] = grad
+        grads[key] = grad
         leaves.append(tensor)
     else:
-        grads[id(tensor)] = grad
+        grads[key] = grad
         heapq.heappush(waiting, (-tensor.grad_fn.sequence_number, tensor))
 
 
