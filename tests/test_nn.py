@@ -8,7 +8,7 @@ import pytest
 
 from tinygrad_sm import Tensor, nn
 from tinygrad_sm import functional as F
-from tinygrad_sm.tensor import settings
+from tinygrad_sm.grad_mode import settings
 
 
 class Block(nn.Module):

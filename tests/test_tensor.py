@@ -91,7 +91,7 @@ def test_no_grad_records_nothing_and_detach_cuts_the_graph():
 
 
 def test_one_no_grad_object_can_be_entered_twice_nested():
-    from tinygrad_sm.tensor import settings
+    from tinygrad_sm.grad_mode import settings
 
     context = no_grad()
     with context:

@@ -9,7 +9,8 @@ import numpy as np
 
 from tinygrad_sm import autograd, ops
 from tinygrad_sm.function import Context
-from tinygrad_sm.tensor import Tensor, backward_steps, call_backward, enable_grad, no_grad, seed_gradient
+from tinygrad_sm.grad_mode import enable_grad, no_grad
+from tinygrad_sm.tensor import Tensor, backward_steps, call_backward, seed_gradient
 from tinygrad_sm.walk import backward_order, topo_order
 
 

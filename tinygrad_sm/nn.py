@@ -8,7 +8,8 @@ import numpy as np
 
 from tinygrad_sm import functional as F
 from tinygrad_sm.files import write_atomically
-from tinygrad_sm.tensor import Tensor, settings
+from tinygrad_sm.grad_mode import settings
+from tinygrad_sm.tensor import Tensor
 
 _default_rng = np.random.default_rng()
 

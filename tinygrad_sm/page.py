@@ -18,8 +18,9 @@ import numpy as np
 from tinygrad_sm import functional as F
 from tinygrad_sm.debug import BackwardStepper
 from tinygrad_sm.files import write_atomically
+from tinygrad_sm.grad_mode import no_grad
 from tinygrad_sm.gradcheck import check_node, check_nodes
-from tinygrad_sm.tensor import Tensor, no_grad
+from tinygrad_sm.tensor import Tensor
 from tinygrad_sm.viz import INSTALL_DOT, DotNotFoundError, draw_graph
 from tinygrad_sm.viz_labels import _attr_text, _index_text
 from tinygrad_sm.walk import ModuleIndex, topo_order

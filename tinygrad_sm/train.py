@@ -9,7 +9,8 @@ from tqdm import tqdm
 from tinygrad_sm import data, nn, optim
 from tinygrad_sm import functional as F
 from tinygrad_sm.files import check_writable
-from tinygrad_sm.tensor import Tensor, no_grad
+from tinygrad_sm.grad_mode import no_grad
+from tinygrad_sm.tensor import Tensor
 
 LOGISTIC_DIGITS = (4, 9)
 OPTIMIZERS = ("sgd", "adam")
