@@ -102,3 +102,14 @@ def test_axis_errors_name_the_op_and_what_was_expected():
         x.transpose(0, 0)
     with pytest.raises(ValueError, match=r"transpose: axes \(1,\) are not a permutation of the 2 axes"):
         x.transpose(1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, True), ((0, 2), False), (-1, False)])
+def test_mean_is_ndarray_mean_bitwise_in_value_dtype_and_shape(dtype, axis, keepdims):
+    values = np.random.default_rng(0).standard_normal((7, 5, 3)) * 10
+    x = values.astype(dtype) if dtype is not np.bool_ else values > 0
+    got = Tensor(x).mean(axis=axis, keepdims=keepdims).data
+    expected = np.asarray(x.mean(axis=axis, keepdims=keepdims))
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected)

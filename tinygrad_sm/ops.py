@@ -374,9 +374,9 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, x):
         axes = normalize_axes(ctx.axis, x.ndim, ctx.op_name)
-        count = int(np.prod([x.shape[a] for a in axes]))
+        count = math.prod(x.shape[a] for a in axes)
         ctx.save_for_backward(x.shape, count)
-        return np.asarray(x.mean(axis=ctx.axis, keepdims=ctx.keepdims))
+        return np.asarray(x.sum(axis=ctx.axis, keepdims=ctx.keepdims) / count)  # ndarray.mean's sum and division
 
     @staticmethod
     def backward(ctx, grad_output):
