@@ -300,10 +300,15 @@ def _placed_in_user_code(gradient):
     return run
 
 
+def _check_options(args):
+    """eps, atol, rtol, fast and seed from the command line, as gradcheck, gradgradcheck and localize take them."""
+    return {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
+
+
 def _check(fn, inputs, args):
     """(report, (fn, inputs) the report is about): gradcheck of fn, or with --second-order gradgradcheck, whose
     report is about the gradient (`gradient_fn`), so that the per-node check localises in its graph."""
-    options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
+    options = _check_options(args)
     if not args.second_order:
         return gradcheck(fn, inputs, **options), (fn, inputs)
     held_fn, tensors, positions = _as_tensor_inputs(fn, list(inputs))
@@ -317,7 +322,7 @@ def _report_row(name, fn, inputs, args):
     report, (fn, inputs) = _check(fn, inputs, args)
     faulty_op = nodes = None
     if args.localize or not report.ok:
-        nodes = localize(fn, inputs, eps=args.eps, atol=args.atol, rtol=args.rtol, fast=args.fast, seed=args.seed)
+        nodes = localize(fn, inputs, **_check_options(args))
         first = nodes.first_failure
         faulty_op = None if first is None else first.op_name  # made inside the package: no user line to show
     return _suite_row(name, report.max_abs_error, report.max_rel_error, report.ok, faulty_op,
@@ -397,11 +402,10 @@ def cmd_gradcheck(args):
     fn, inputs = target_inputs(args.target)
     what = f"{'gradgradcheck' if args.second_order else 'gradcheck'} of {args.target}"
     report, (fn, inputs) = _checked(what, lambda: _check(fn, inputs, args))
-    options = {"eps": args.eps, "atol": args.atol, "rtol": args.rtol, "fast": args.fast, "seed": args.seed}
     nodes = nodes_error = None
     if args.localize or not report.ok:
         try:  # the target ran once already: what fails here is the graph (say, an input rewrapped), not the target
-            nodes = localize(fn, inputs, **options)
+            nodes = localize(fn, inputs, **_check_options(args))
         except Exception as error:
             nodes_error = f"the per-node check could not run: {error}"
     if args.json:
