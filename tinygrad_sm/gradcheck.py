@@ -713,9 +713,9 @@ def model_fn(model, loss_fn):
 
     The model gets its own parameters back when fn returns or raises.
     """
-    names = [name for name, _ in model.named_parameters()]
-    params = [param for _, param in model.named_parameters()]
-    places = [_place(model, name) for name in names]
+    named = list(model.named_parameters())
+    params = [param for _, param in named]
+    places = [_place(model, name) for name, _ in named]
 
     def fn(*values):
         undo = []
