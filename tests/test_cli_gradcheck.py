@@ -24,14 +24,20 @@ def run(*arguments, cwd=ROOT, env=None):
     )
 
 
-def test_builtin_suite_passes_with_one_row_per_check():
-    result = run("gradcheck")
+def passed_suite_lines(result, mode=""):
+    """The suite's output lines, once it has exited 0 with every check passed (the summary's mode starting with
+    `mode`) and a passing row for every op and model case."""
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     expected = len(OP_CASES) + 3 + len(MODEL_CASES)
-    assert lines[-1].startswith(f"{expected} checks: {expected} passed, 0 failed")
+    assert lines[-1].startswith(f"{expected} checks: {expected} passed, 0 failed{mode}")
     for name in [case.name for case in OP_CASES] + [case.name for case in MODEL_CASES]:
         assert any(line.startswith(name) and line.endswith("pass") for line in lines), name
+    return lines
+
+
+def test_builtin_suite_passes_with_one_row_per_check():
+    lines = passed_suite_lines(run("gradcheck"))
     assert sum("softmax Jacobian" in line for line in lines) == 3
 
 
@@ -221,12 +227,7 @@ def second_order_file(tmp_path):
 
 def test_second_order_suite_checks_every_case_and_the_logsumexp_hessian():
     result = run("gradcheck", "--second-order")
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    expected = len(OP_CASES) + 3 + len(MODEL_CASES)
-    assert lines[-1].startswith(f"{expected} checks: {expected} passed, 0 failed (second order (gradgradcheck)")
-    for name in [case.name for case in OP_CASES] + [case.name for case in MODEL_CASES]:
-        assert any(line.startswith(name) and line.endswith("pass") for line in lines), name
+    lines = passed_suite_lines(result, " (second order (gradgradcheck)")
     assert sum("logsumexp Hessian" in line for line in lines) == 3 and "softmax Jacobian" not in result.stdout
 
 
