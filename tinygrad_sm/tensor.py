@@ -1,10 +1,8 @@
 """Tensor: a numpy array, its gradient, and the node that made it; recording ops and running backward."""
 
 import copy
-import ctypes
 import heapq
 import itertools
-import os
 import warnings
 
 import numpy as np
@@ -12,18 +10,9 @@ import numpy as np
 from tinygrad_sm import ops, watch
 from tinygrad_sm.function import Context, user_code_position
 from tinygrad_sm.grad_mode import settings
+from tinygrad_sm.memory import keep_freed_memory
 
-
-def keep_freed_memory():
-    """Let glibc's malloc keep up to 256 MB of freed memory for reuse (unless MALLOC_TRIM_THRESHOLD_ is set).
-    Its default returns a step's freed arrays to the system and faults them back in on the next step."""
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ or not hasattr(libc := ctypes.CDLL(None), "mallopt"):
-        return
-    libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: arrays up to 32 MB come from the reusable heap
-    libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD: give memory back only past 256 MB free
-
-
-keep_freed_memory()
+keep_freed_memory()  # the engine's arrays of one step reuse the memory the last step freed
 
 
 class Tensor:
