@@ -104,7 +104,7 @@ def test_axis_errors_name_the_op_and_what_was_expected():
         x.transpose(1)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64, np.bool_])
 @pytest.mark.parametrize("axis, keepdims", [(None, False), (0, True), ((0, 2), False), (-1, False)])
 def test_mean_is_ndarray_mean_bitwise_in_value_dtype_and_shape(dtype, axis, keepdims):
     values = np.random.default_rng(0).standard_normal((7, 5, 3)) * 10

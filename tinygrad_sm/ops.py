@@ -376,6 +376,8 @@ class Mean(Function):
         axes = normalize_axes(ctx.axis, x.ndim, ctx.op_name)
         count = math.prod(x.shape[a] for a in axes)
         ctx.save_for_backward(x.shape, count)
+        if x.dtype.kind != "f" or x.dtype.itemsize < 4:  # ints, bools, float16: mean sums them in a wider dtype
+            return np.asarray(x.mean(axis=ctx.axis, keepdims=ctx.keepdims))
         return np.asarray(x.sum(axis=ctx.axis, keepdims=ctx.keepdims) / count)  # ndarray.mean's sum and division
 
     @staticmethod
